@@ -1,0 +1,84 @@
+"""The public API: ``install``, ``uninstall``, ``status`` and the entry points' ``activate``."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import sys
+import threading
+from typing import Any
+
+from aiter_norm_guard import settings, startup
+from aiter_norm_guard._log import log_once
+from aiter_norm_guard.patcher import PATCHER
+
+#: How the guard got into this process, in order: import, env-bootstrap, sglang-plugin, api.
+SOURCES: list[str] = []
+_last_flag: list[settings.Flag] = []
+_lock = threading.Lock()
+
+
+def activate(source: str, force: bool = False) -> bool:
+    """Install the guard unless ``AITER_NORM_GUARD`` turns it off; never raises.
+
+    ``force`` ignores the switch (tests, explicit callers who mean it).  Returns
+    whether the guard is installed.
+    """
+    try:
+        flag = settings.enabled()
+        with _lock:
+            _last_flag[:] = [flag]
+            if source not in SOURCES:
+                SOURCES.append(source)
+        if not (flag.value or force):
+            log_once("disabled", logging.INFO, "aiter_norm_guard: disabled (%s)", flag.reason)
+            return False
+        startup.inherit_to_children()
+        PATCHER.install(allow_row_stride=settings.row_strided().value)
+        return True
+    except Exception:
+        log_once("activate-failed", logging.WARNING,
+                 "aiter_norm_guard: could not activate; sglang left as it was", exc_info=True)
+        return False
+
+
+def install(force: bool = False) -> dict[str, Any]:
+    """Install the guard (idempotent) and return :func:`status`."""
+    activate("api", force=force)
+    return status()
+
+
+def uninstall() -> dict[str, Any]:
+    """Remove the guard: every original function object goes back. Returns :func:`status`."""
+    try:
+        PATCHER.uninstall()
+    except Exception:
+        log_once("uninstall-failed", logging.WARNING, "aiter_norm_guard: uninstall failed", exc_info=True)
+    return status()
+
+
+def sglang_info() -> dict[str, Any]:
+    """sglang's version and location, without importing it."""
+    try:
+        dist = importlib.metadata.distribution("sglang")
+        return {"installed": True, "version": dist.version, "location": str(dist.locate_file(""))}
+    except importlib.metadata.PackageNotFoundError:
+        return {"installed": False, "version": None, "location": None}
+
+
+def status() -> dict[str, Any]:
+    """A JSON-serializable report of the guard in this process."""
+    flag = _last_flag[0] if _last_flag else settings.enabled()
+    targets = PATCHER.report()
+    return {
+        "enabled": flag.value,
+        "reason": flag.reason,
+        "installed": PATCHER.wanted,
+        "active": any(t["patched"] for t in targets),
+        "sources": list(SOURCES),
+        "row_strided": PATCHER.allow_row_stride,
+        "sglang": sglang_info(),
+        "layernorm_imported": "sglang.srt.layers.layernorm" in sys.modules,
+        "targets": targets,
+        "children": startup.children_inherit(),
+    }

@@ -1,0 +1,89 @@
+"""Make sglang believe it runs on ROCm with aiter, on a CPU-only machine.
+
+sglang picks its aiter RMSNorm path when ``torch.version.hip`` is set and
+``SGLANG_USE_AITER=1`` at import of ``sglang.srt.layers.layernorm``; it then imports
+the kernels from a module named ``aiter``, and 0.5.2x asks the GPU's arch at import.
+:class:`EmulatedRocm` arranges exactly that, with the kernel double as ``aiter``, and
+undoes it.  Only tests and the clearly labelled emulated selftest use it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any
+
+import torch
+
+from aiter_norm_guard.emulation.kernel import AiterKernelDouble
+
+EMULATED_HIP_VERSION = "6.3.0-emulated"
+EMULATED_ARCH = "gfx942:sramecc+:xnack-"
+
+
+class _DeviceProperties:
+    gcnArchName = EMULATED_ARCH
+    name = "AMD Instinct MI300X (emulated)"
+
+
+def _aiter_module(kernels: AiterKernelDouble) -> types.ModuleType:
+    mod = types.ModuleType("aiter")
+    mod.__doc__ = "aiter_norm_guard emulation: memory-faithful RMSNorm kernel double"
+    mod.__version__ = "0.0.0+emulated"  # type: ignore[attr-defined]
+    mod.rmsnorm2d_fwd = kernels.rmsnorm2d_fwd  # type: ignore[attr-defined]
+    mod.rmsnorm2d_fwd_with_add = kernels.rmsnorm2d_fwd_with_add  # type: ignore[attr-defined]
+    mod.layernorm2d_fwd = kernels.layernorm2d_fwd  # type: ignore[attr-defined]
+    mod.__aiter_norm_guard_emulated__ = True  # type: ignore[attr-defined]
+    return mod
+
+
+class EmulatedRocm:
+    """Context manager: ROCm + aiter as sglang's layernorm module sees them at import."""
+
+    def __init__(self, kernels: AiterKernelDouble | None = None) -> None:
+        self.kernels = kernels if kernels is not None else AiterKernelDouble()
+        self._saved: dict[str, Any] = {}
+
+    def __enter__(self) -> EmulatedRocm:
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    def activate(self) -> None:
+        cpu_mod = getattr(torch._C, "_cpu", None)
+        self._saved = {
+            "hip": torch.version.hip,
+            "env": os.environ.get("SGLANG_USE_AITER"),
+            "aiter": sys.modules.get("aiter"),
+            "props": torch.cuda.get_device_properties,
+            "amx": getattr(cpu_mod, "_is_amx_tile_supported", None),
+        }
+        torch.version.hip = EMULATED_HIP_VERSION  # type: ignore[misc]
+        os.environ["SGLANG_USE_AITER"] = "1"
+        sys.modules["aiter"] = _aiter_module(self.kernels)
+        if not torch.cuda.is_available():
+            torch.cuda.get_device_properties = lambda *a, **k: _DeviceProperties()  # type: ignore[assignment]
+        if cpu_mod is not None and self._saved["amx"] is None:
+            # sglang 0.4.10 asks this of torch at import; torch 2.14 no longer has it.
+            cpu_mod._is_amx_tile_supported = lambda: False
+
+    def deactivate(self) -> None:
+        if not self._saved:
+            return
+        torch.version.hip = self._saved["hip"]  # type: ignore[misc]
+        if self._saved["env"] is None:
+            os.environ.pop("SGLANG_USE_AITER", None)
+        else:
+            os.environ["SGLANG_USE_AITER"] = self._saved["env"]
+        if self._saved["aiter"] is None:
+            sys.modules.pop("aiter", None)
+        else:
+            sys.modules["aiter"] = self._saved["aiter"]
+        torch.cuda.get_device_properties = self._saved["props"]  # type: ignore[assignment]
+        cpu_mod = getattr(torch._C, "_cpu", None)
+        if cpu_mod is not None and self._saved["amx"] is None:
+            delattr(cpu_mod, "_is_amx_tile_supported")
+        self._saved = {}

@@ -1,0 +1,61 @@
+"""How child processes get the guard: the start-up file and the inherited switch.
+
+A wheel install puts ``aiter_norm_guard.pth`` (and, for Python 3.15+, the PEP 829
+``aiter_norm_guard.start``) into site-packages.  Every Python process reads it at
+start; it imports nothing beyond ``os`` unless ``AITER_NORM_GUARD`` is on, in which
+case it installs the guard before any user code runs.  Setting the variable in a
+process therefore protects every Python child it starts, spawned or not.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+
+from aiter_norm_guard.settings import ENABLE_VAR, TRUE_WORDS
+
+PTH_NAME = "aiter_norm_guard.pth"
+START_NAME = "aiter_norm_guard.start"
+
+
+def site_dirs() -> list[str]:
+    """Directories whose ``.pth`` files the interpreter reads at start."""
+    dirs: list[str] = []
+    try:
+        dirs.extend(site.getsitepackages())
+    except AttributeError:  # some virtualenv layouts
+        pass
+    user = getattr(site, "USER_SITE", None)
+    if user and getattr(site, "ENABLE_USER_SITE", False):
+        dirs.append(user)
+    return [d for d in dict.fromkeys(dirs) if d]
+
+
+def startup_file() -> str | None:
+    """Path of the installed start-up file, or None when the package was not installed as a wheel."""
+    for d in site_dirs():
+        path = os.path.join(d, PTH_NAME)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def inherit_to_children() -> None:
+    """Make children inherit the guard by setting the switch on in this process's environment."""
+    raw = os.environ.get(ENABLE_VAR, "")
+    if raw.strip().lower() not in TRUE_WORDS:
+        os.environ[ENABLE_VAR] = "1"
+
+
+def children_inherit() -> dict[str, object]:
+    """Whether Python children started now will install the guard at start."""
+    raw = os.environ.get(ENABLE_VAR)
+    path = startup_file()
+    on = raw is not None and raw.strip().lower() in TRUE_WORDS
+    return {
+        "inherit": bool(on and path),
+        "env": raw,
+        "startup_file": path,
+        "python_reads_start_files": sys.version_info >= (3, 15),
+    }

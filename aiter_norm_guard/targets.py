@@ -1,0 +1,36 @@
+"""What the guard patches, as data: dotted targets and the wrapper factory for each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from aiter_norm_guard.guard import make_guarded_forward
+
+
+class Target(NamedTuple):
+    """One function to replace when its module is imported.
+
+    ``attribute`` is a dotted path inside ``module`` (``Class.method``);
+    ``bound_attrs`` names instance attributes that may hold the original as a bound
+    method, bound before the guard arrived (sglang's ``_forward_method``).
+    """
+
+    name: str
+    module: str
+    attribute: str
+    make_wrapper: Callable[..., Callable[..., Any]]
+    bound_attrs: tuple[str, ...]
+    fixed_upstream: str
+
+
+RMSNORM_FORWARD_AITER = Target(
+    name="RMSNorm.forward_aiter",
+    module="sglang.srt.layers.layernorm",
+    attribute="RMSNorm.forward_aiter",
+    make_wrapper=make_guarded_forward,
+    bound_attrs=("_forward_method", "_original_forward_method"),
+    fixed_upstream="x without residual from 0.5.11 (PR #23974); residual path from 0.5.20",
+)
+
+TARGETS: tuple[Target, ...] = (RMSNORM_FORWARD_AITER,)

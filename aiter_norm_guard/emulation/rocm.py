@@ -38,6 +38,33 @@ def _aiter_module(kernels: AiterKernelDouble) -> types.ModuleType:
     return mod
 
 
+def _legacy_triton_shims() -> None:
+    """sglang 0.4.6 imports ``default_*_dir`` from ``triton.runtime.cache``; newer triton lacks them."""
+    try:
+        import triton.runtime.cache as cache
+    except Exception:
+        return
+    for kind in ("cache", "dump", "override"):
+        name = f"default_{kind}_dir"
+        if not hasattr(cache, name):
+            path = os.path.join(os.path.expanduser("~"), ".triton", kind)
+            setattr(cache, name, lambda path=path: path)
+
+
+def _vllm_ops_module() -> types.ModuleType:
+    """sglang 0.4.6's HIP path imports vllm's RMSNorm ops (it has no aiter path); stubs that refuse to run."""
+
+    def not_emulated(*args: object, **kwargs: object) -> None:
+        raise NotImplementedError("vllm kernels are not emulated")
+
+    pkg = types.ModuleType("vllm")
+    ops = types.ModuleType("vllm._custom_ops")
+    ops.rms_norm = ops.fused_add_rms_norm = not_emulated  # type: ignore[attr-defined]
+    pkg._custom_ops = ops  # type: ignore[attr-defined]
+    pkg.__path__ = []  # type: ignore[attr-defined]
+    return pkg
+
+
 class EmulatedRocm:
     """Context manager: ROCm + aiter as sglang's layernorm module sees them at import."""
 
@@ -58,17 +85,22 @@ class EmulatedRocm:
             "hip": torch.version.hip,
             "env": os.environ.get("SGLANG_USE_AITER"),
             "aiter": sys.modules.get("aiter"),
+            "vllm": (sys.modules.get("vllm"), sys.modules.get("vllm._custom_ops")),
             "props": torch.cuda.get_device_properties,
             "amx": getattr(cpu_mod, "_is_amx_tile_supported", None),
         }
         torch.version.hip = EMULATED_HIP_VERSION  # type: ignore[misc]
         os.environ["SGLANG_USE_AITER"] = "1"
         sys.modules["aiter"] = _aiter_module(self.kernels)
+        if self._saved["vllm"][0] is None:
+            vllm = _vllm_ops_module()
+            sys.modules["vllm"], sys.modules["vllm._custom_ops"] = vllm, vllm._custom_ops
         if not torch.cuda.is_available():
             torch.cuda.get_device_properties = lambda *a, **k: _DeviceProperties()  # type: ignore[assignment]
         if cpu_mod is not None and self._saved["amx"] is None:
             # sglang 0.4.10 asks this of torch at import; torch 2.14 no longer has it.
             cpu_mod._is_amx_tile_supported = lambda: False
+        _legacy_triton_shims()
 
     def deactivate(self) -> None:
         if not self._saved:
@@ -82,6 +114,9 @@ class EmulatedRocm:
             sys.modules.pop("aiter", None)
         else:
             sys.modules["aiter"] = self._saved["aiter"]
+        if self._saved["vllm"][0] is None:
+            sys.modules.pop("vllm", None)
+            sys.modules.pop("vllm._custom_ops", None)
         torch.cuda.get_device_properties = self._saved["props"]  # type: ignore[assignment]
         cpu_mod = getattr(torch._C, "_cpu", None)
         if cpu_mod is not None and self._saved["amx"] is None:

@@ -1,0 +1,101 @@
+"""Shared fixtures: sglang's real layernorm module behind an emulated ROCm + aiter host.
+
+The sglang release comes from the environment (``PYTHONPATH=.envs/sglang-X``); tests
+that need it skip with a clear reason when it is absent.  The guard is imported first,
+as an operator would, so it is installed when sglang's layernorm module is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import aiter_norm_guard
+from aiter_norm_guard.emulation import AiterKernelDouble, EmulatedRocm
+from aiter_norm_guard.guard import WRAPPED_ATTR
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sglang_version() -> str | None:
+    try:
+        return importlib.metadata.version("sglang")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def version_tuple(v: str | None) -> tuple[int, ...]:
+    return tuple(int(p) for p in (v or "0").split(".")[:3] if p.isdigit())
+
+
+@pytest.fixture(scope="session")
+def rocm() -> Iterator[EmulatedRocm]:
+    emu = EmulatedRocm(AiterKernelDouble())
+    emu.activate()
+    yield emu
+    emu.deactivate()
+
+
+@pytest.fixture(scope="session")
+def layernorm(rocm: EmulatedRocm) -> Any:
+    if sglang_version() is None:
+        pytest.skip("sglang is not installed here (run with PYTHONPATH=.envs/sglang-X)")
+    import sglang.srt.layers.layernorm as ln
+
+    if hasattr(ln, "_use_aiter"):  # 0.4.6 predates the aiter path
+        assert ln._use_aiter, "sglang did not select its aiter path under the emulated ROCm host"
+    return ln
+
+
+@pytest.fixture(scope="session")
+def rmsnorm(layernorm: Any) -> Any:
+    if not hasattr(layernorm.RMSNorm, "forward_aiter"):
+        pytest.skip(f"n/a: sglang {sglang_version()} has no RMSNorm.forward_aiter")
+    return layernorm.RMSNorm
+
+
+@pytest.fixture
+def kernels(rocm: EmulatedRocm) -> Iterator[AiterKernelDouble]:
+    k = rocm.kernels
+    k.reset()
+    k.compute, k.record = True, True
+    yield k
+    k.compute, k.record = True, True
+    k.reset()
+
+
+@pytest.fixture
+def guarded(rmsnorm: Any) -> Iterator[None]:
+    """The guard installed for this test (and re-installed after, whatever the test did)."""
+    aiter_norm_guard.install(force=True)
+    assert hasattr(rmsnorm.forward_aiter, WRAPPED_ATTR)
+    yield
+    aiter_norm_guard.install(force=True)
+
+
+def original_forward(rmsnorm: Any) -> Any:
+    """The release's own ``forward_aiter`` (the unguarded function)."""
+    return getattr(rmsnorm.forward_aiter, WRAPPED_ATTR, rmsnorm.forward_aiter)
+
+
+def make_norm(rmsnorm: Any, hidden: int, dtype: torch.dtype, weight_dtype: torch.dtype | None = None) -> Any:
+    m = rmsnorm(hidden, eps=1e-6)
+    gen = torch.Generator().manual_seed(hidden)
+    m.weight.data = (1 + 0.1 * torch.randn(hidden, generator=gen)).to(weight_dtype or dtype)
+    return m
+
+
+def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with this test session's sys.path (sglang overlay included)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
+    full["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=timeout)

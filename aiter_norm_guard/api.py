@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import sys
 import threading
@@ -37,8 +36,12 @@ def activate(source: str, force: bool = False) -> bool:
         PATCHER.install(allow_row_stride=settings.row_strided().value)
         return True
     except Exception:
-        log_once("activate-failed", logging.WARNING,
-                 "aiter_norm_guard: could not activate; sglang left as it was", exc_info=True)
+        log_once(
+            "activate-failed",
+            logging.WARNING,
+            "aiter_norm_guard: could not activate; sglang left as it was",
+            exc_info=True,
+        )
         return False
 
 
@@ -59,6 +62,8 @@ def uninstall() -> dict[str, Any]:
 
 def sglang_info() -> dict[str, Any]:
     """sglang's version and location, without importing it."""
+    import importlib.metadata
+
     try:
         dist = importlib.metadata.distribution("sglang")
         return {"installed": True, "version": dist.version, "location": str(dist.locate_file(""))}

@@ -28,6 +28,12 @@ class CaseInputs(NamedTuple):
     hidden: int
     weight_dtype: torch.dtype | None  # None: the activation's dtype
 
+    def args(self) -> tuple[Tensor | None, ...]:
+        """Positional arguments for ``forward_aiter`` / ``forward_native``."""
+        if self.post is not None:
+            return (self.x, self.residual, self.post)
+        return (self.x,) if self.residual is None else (self.x, self.residual)
+
 
 class Case(NamedTuple):
     name: str

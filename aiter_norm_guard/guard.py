@@ -20,14 +20,13 @@ from typing import Any
 import torch
 
 from aiter_norm_guard._log import log_once
+from aiter_norm_guard._marker import WRAPPED_ATTR
 from aiter_norm_guard.layout import needs_reference, plan_rows
 
 Tensor = torch.Tensor
 Forward = Callable[..., Any]
 POST = "post_residual_addition"
-
-#: Attribute set on every guarded function, pointing at the original it wraps.
-WRAPPED_ATTR = "__aiter_norm_guard_original__"
+__all__ = ["WRAPPED_ATTR", "make_guarded_forward", "signature_kind", "weight_dtype"]
 
 
 def weight_dtype(module: Any) -> torch.dtype | None:
@@ -62,15 +61,18 @@ def _slow_call(
         else:
             plan = None
     except Exception:  # the guard's own failure: keep sglang's behaviour
-        log_once("guard-internal-error", logging.WARNING,
-                 "aiter_norm_guard: internal error while canonicalizing; passing the call through",
-                 exc_info=True)
+        log_once(
+            "guard-internal-error",
+            logging.WARNING,
+            "aiter_norm_guard: internal error while canonicalizing; passing the call through",
+            exc_info=True,
+        )
         plan = None
     if plan is None:
         return original(module, x, residual, *args, **kwargs)
     if used_post is not None:
         if post_in_args:
-            args = (plan.post,) + args[1:]
+            args = (plan.post, *args[1:])
         else:
             kwargs = {**kwargs, POST: plan.post}
     return plan.restore(original(module, plan.x, plan.residual, *args, **kwargs))
@@ -110,9 +112,21 @@ def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> F
 
         def guarded(self: Any, x: Any, residual: Any = None) -> Any:
             try:
-                fast = (x.dim() == 2 and x.is_contiguous() and x.numel() and x.dtype is weight_dtype(self)
-                        and (residual is None or (residual.dim() == 2 and residual.is_contiguous()
-                                                  and residual.dtype is x.dtype and residual.shape == x.shape)))
+                fast = (
+                    x.dim() == 2
+                    and x.is_contiguous()
+                    and x.numel()
+                    and x.dtype is weight_dtype(self)
+                    and (
+                        residual is None
+                        or (
+                            residual.dim() == 2
+                            and residual.is_contiguous()
+                            and residual.dtype is x.dtype
+                            and residual.shape == x.shape
+                        )
+                    )
+                )
             except Exception:
                 fast = False
             if fast:
@@ -123,10 +137,22 @@ def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> F
 
         def guarded(self: Any, x: Any, residual: Any = None, post_residual_addition: Any = None) -> Any:  # type: ignore[misc]
             try:
-                fast = (x.dim() == 2 and x.is_contiguous() and x.numel() and x.dtype is weight_dtype(self)
-                        and (residual is None or (post_residual_addition is None and residual.dim() == 2
-                                                  and residual.is_contiguous() and residual.dtype is x.dtype
-                                                  and residual.shape == x.shape)))
+                fast = (
+                    x.dim() == 2
+                    and x.is_contiguous()
+                    and x.numel()
+                    and x.dtype is weight_dtype(self)
+                    and (
+                        residual is None
+                        or (
+                            post_residual_addition is None
+                            and residual.dim() == 2
+                            and residual.is_contiguous()
+                            and residual.dtype is x.dtype
+                            and residual.shape == x.shape
+                        )
+                    )
+                )
             except Exception:
                 fast = False
             if fast:
@@ -137,8 +163,13 @@ def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> F
 
         def guarded(self: Any, x: Any, residual: Any = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             try:
-                fast = (residual is None and x.dim() == 2 and x.is_contiguous() and x.numel()
-                        and x.dtype is weight_dtype(self))
+                fast = (
+                    residual is None
+                    and x.dim() == 2
+                    and x.is_contiguous()
+                    and x.numel()
+                    and x.dtype is weight_dtype(self)
+                )
             except Exception:
                 fast = False
             if fast:

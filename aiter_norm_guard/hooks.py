@@ -21,8 +21,12 @@ def when_imported(module_name: str, callback: Callable[[types.ModuleType], objec
         try:
             callback(module)
         except Exception:
-            log_once(f"hook-failed:{module_name}", logging.WARNING,
-                     "aiter_norm_guard: post-import hook for %s failed; module left as it was",
-                     module_name, exc_info=True)
+            log_once(
+                f"hook-failed:{module_name}",
+                logging.WARNING,
+                "aiter_norm_guard: post-import hook for %s failed; module left as it was",
+                module_name,
+                exc_info=True,
+            )
 
     wrapt.register_post_import_hook(safe, module_name)

@@ -36,9 +36,7 @@ def as_rows(t: Tensor, allow_row_stride: bool = False) -> Tensor:
     return t.contiguous().view(-1, t.size(-1))
 
 
-def needs_reference(
-    x: Tensor, weight_dtype: torch.dtype, residual: Tensor | None, post: Tensor | None
-) -> bool:
+def needs_reference(x: Tensor, weight_dtype: torch.dtype, residual: Tensor | None, post: Tensor | None) -> bool:
     """True where no layout can make the kernel right, so the reference path must run.
 
     Zero elements (the kernel cannot launch an empty grid), rank 0, a weight or a
@@ -81,9 +79,7 @@ class RowsPlan(NamedTuple):
         return result
 
 
-def plan_rows(
-    x: Tensor, residual: Tensor | None, post: Tensor | None, allow_row_stride: bool = False
-) -> RowsPlan:
+def plan_rows(x: Tensor, residual: Tensor | None, post: Tensor | None, allow_row_stride: bool = False) -> RowsPlan:
     """Canonicalize ``x``, ``residual`` and ``post`` (post only with a residual).
 
     Shapes are kept for restoring only where a tensor was not 2-D already.

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiter_norm_guard import hooks, instances
 from aiter_norm_guard._log import log_once
-from aiter_norm_guard.guard import WRAPPED_ATTR
+from aiter_norm_guard._marker import WRAPPED_ATTR
 from aiter_norm_guard.targets import TARGETS, Target
 
 
@@ -104,29 +104,42 @@ class Patcher:
                 owner, attr, current = _resolve(module, target.attribute)
             except (AttributeError, KeyError):
                 state.found, state.error = False, f"{target.attribute} not found in {target.module}"
-                log_once(f"missing:{target.name}", logging.WARNING,
-                         "aiter_norm_guard: %s not found in %s (this sglang has no such path); "
-                         "nothing patched", target.attribute, target.module)
+                log_once(
+                    f"missing:{target.name}",
+                    logging.WARNING,
+                    "aiter_norm_guard: %s not found in %s (this sglang has no such path); nothing patched",
+                    target.attribute,
+                    target.module,
+                )
                 return
             state.found = True
             if getattr(current, WRAPPED_ATTR, None) is not None:
                 state.patched = True  # installing twice wraps once
                 return
             try:
-                wrapper = target.make_wrapper(current, allow_row_stride=self.allow_row_stride)
+                wrapper = target.wrapper_factory()(current, allow_row_stride=self.allow_row_stride)
                 setattr(owner, attr, wrapper)
                 if isinstance(owner, type):
                     state.instances_rebound += instances.rebind(owner, target.bound_attrs, current, wrapper)
             except Exception as exc:
                 state.error = f"patching failed: {exc!r}"
-                log_once(f"patch-failed:{target.name}", logging.WARNING,
-                         "aiter_norm_guard: could not patch %s; sglang left as it was",
-                         target.name, exc_info=True)
+                log_once(
+                    f"patch-failed:{target.name}",
+                    logging.WARNING,
+                    "aiter_norm_guard: could not patch %s; sglang left as it was",
+                    target.name,
+                    exc_info=True,
+                )
                 self._unpatch(target, module)
                 return
             state.patched, state.error = True, None
-            log_once(f"patched:{target.name}", logging.INFO,
-                     "aiter_norm_guard: guarding %s.%s", target.module, target.attribute)
+            log_once(
+                f"patched:{target.name}",
+                logging.INFO,
+                "aiter_norm_guard: guarding %s.%s",
+                target.module,
+                target.attribute,
+            )
 
     def _unpatch(self, target: Target, module: types.ModuleType) -> None:
         state = self.states[target.name]

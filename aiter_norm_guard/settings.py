@@ -30,9 +30,16 @@ def parse_flag(name: str, raw: str | None, default: bool, default_reason: str) -
         return Flag(True, f"{name}={raw}")
     if word in FALSE_WORDS:
         return Flag(False, f"{name}={raw}")
-    log_once(f"bad-value:{name}", logging.WARNING,
-             "aiter_norm_guard: ignoring %s=%r; accepted values are %s (on) or %s (off); using the default (%s)",
-             name, raw, "/".join(TRUE_WORDS), "/".join(FALSE_WORDS), "on" if default else "off")
+    log_once(
+        f"bad-value:{name}",
+        logging.WARNING,
+        "aiter_norm_guard: ignoring %s=%r; accepted values are %s (on) or %s (off); using the default (%s)",
+        name,
+        raw,
+        "/".join(TRUE_WORDS),
+        "/".join(FALSE_WORDS),
+        "on" if default else "off",
+    )
     return Flag(default, f"{name}={raw!r} not understood; default: {default_reason}")
 
 

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import aiter_norm_guard
-from aiter_norm_guard.emulation import AiterKernelDouble, EmulatedRocm
 from aiter_norm_guard.guard import WRAPPED_ATTR
+from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,6 +96,10 @@ def make_norm(rmsnorm: Any, hidden: int, dtype: torch.dtype, weight_dtype: torch
 def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter with this test session's sys.path (sglang overlay included)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
-    full["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
     full.update(env or {})
+    paths = [full.get("PYTHONPATH", "")]
+    pkg_parent = str(Path(aiter_norm_guard.__file__).resolve().parent.parent)
+    if pkg_parent not in sys.path[1:] or "site-packages" not in pkg_parent:
+        paths.append(pkg_parent)  # a source checkout: make the same package importable
+    full["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=timeout)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from aiter_norm_guard.cases import BY_NAME, CASES, CaseInputs
-from aiter_norm_guard.emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
-from aiter_norm_guard.emulation.counting import CopyCounter
 from aiter_norm_guard.guard import signature_kind
+from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
+from aiter_norm_guard_emulation.counting import CopyCounter
 from conftest import make_norm, original_forward, sglang_version, version_tuple
 
 TOKENS = 2048
@@ -30,16 +30,10 @@ def build(case_name: str, rmsnorm: Any) -> tuple[Any, CaseInputs]:
     return make_norm(rmsnorm, inputs.hidden, DTYPE, inputs.weight_dtype), inputs
 
 
-def call_args(inp: CaseInputs) -> tuple[Any, ...]:
-    if inp.post is not None:
-        return (inp.x, inp.residual, inp.post)
-    return (inp.x,) if inp.residual is None else (inp.x, inp.residual)
-
-
 def assert_same_result(got: Any, want: Any, exact: bool = False, ulp: bool = False) -> None:
     if isinstance(want, tuple):
         assert isinstance(got, tuple) and len(got) == len(want)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             assert_same_result(g, w, exact, ulp)
         return
     assert got.shape == want.shape and got.dtype == want.dtype
@@ -56,30 +50,40 @@ def kernel_safe(t: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("case_name", [c.name for c in CASES])
-def test_guarded_call_matches_forward_native(case_name: str, rmsnorm: Any, kernels: AiterKernelDouble,
-                                             guarded: None) -> None:
+def test_guarded_call_matches_forward_native(
+    case_name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
     norm, inp = build(case_name, rmsnorm)
-    before = [t.clone() for t in call_args(inp)]
-    got = norm(*call_args(inp))  # sglang's own dispatch: forward -> _forward_method -> forward_aiter
-    want = norm.forward_native(*call_args(inp))
+    before = [t.clone() for t in inp.args()]
+    got = norm(*inp.args())  # sglang's own dispatch: forward -> _forward_method -> forward_aiter
+    want = norm.forward_native(*inp.args())
     assert_same_result(got, want, ulp=inp.post is not None)
     for call in kernels.calls:  # nothing unsafe ever reached the kernel
         assert all(kernel_safe(t) for t in call.tensors.values() if t.dim() > 1), call
-    for t, b in zip(call_args(inp), before):  # the caller's tensors are untouched
+    for t, b in zip(inp.args(), before, strict=True):  # the caller's tensors are untouched
         assert torch.equal(t, b)
 
 
-KERNEL_CASES = ["qkv_q_view", "qkv_k_view", "residual_path", "post_residual_path", "noncontiguous_2d",
-                "contiguous_3d", "safe_2d", "safe_2d_residual"]
+KERNEL_CASES = [
+    "qkv_q_view",
+    "qkv_k_view",
+    "residual_path",
+    "post_residual_path",
+    "noncontiguous_2d",
+    "contiguous_3d",
+    "safe_2d",
+    "safe_2d_residual",
+]
 
 
 @pytest.mark.parametrize("case_name", KERNEL_CASES)
-def test_guarded_call_equals_release_on_canonical_inputs(case_name: str, rmsnorm: Any, kernels: AiterKernelDouble,
-                                                         guarded: None) -> None:
+def test_guarded_call_equals_release_on_canonical_inputs(
+    case_name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
     """Bit for bit what the release's own forward_aiter gives for 2-D contiguous copies."""
     norm, inp = build(case_name, rmsnorm)
-    got = norm(*call_args(inp))
-    rows = [t.contiguous().view(-1, t.shape[-1]) for t in call_args(inp)]
+    got = norm(*inp.args())
+    rows = [t.contiguous().view(-1, t.shape[-1]) for t in inp.args()]
     want = original_forward(rmsnorm)(norm, *rows)
     if isinstance(want, tuple):
         want = (want[0].view(inp.x.shape), want[1].view(inp.residual.shape))
@@ -88,8 +92,17 @@ def test_guarded_call_equals_release_on_canonical_inputs(case_name: str, rmsnorm
     assert_same_result(got, want, exact=True)
 
 
-UNSAFE = ["qkv_q_view", "qkv_k_view", "residual_path", "post_residual_path", "zero_rows",
-          "zero_rows_residual", "dtype_mismatch", "noncontiguous_2d", "contiguous_3d"]
+UNSAFE = [
+    "qkv_q_view",
+    "qkv_k_view",
+    "residual_path",
+    "post_residual_path",
+    "zero_rows",
+    "zero_rows_residual",
+    "dtype_mismatch",
+    "noncontiguous_2d",
+    "contiguous_3d",
+]
 
 
 def upstream_fixes(case_name: str) -> bool:
@@ -110,9 +123,9 @@ def test_unguarded_release_faults_or_is_wrong(case_name: str, rmsnorm: Any, kern
     if upstream_fixes(case_name):
         pytest.skip(f"n/a: sglang {sglang_version()} handles {case_name} itself")
     norm, inp = build(case_name, rmsnorm)
-    want = norm.forward_native(*call_args(inp))
+    want = norm.forward_native(*inp.args())
     try:
-        got = original_forward(rmsnorm)(norm, *call_args(inp))
+        got = original_forward(rmsnorm)(norm, *inp.args())
     except (MemoryAccessFault, InvalidConfiguration):
         return
     wrong = got if not isinstance(got, tuple) else got[0]
@@ -126,26 +139,29 @@ def count_copies(fn: Any, *args: Any) -> CopyCounter:
     return counter
 
 
-@pytest.mark.parametrize("case_name", ["qkv_q_view", "qkv_k_view", "residual_path", "noncontiguous_2d",
-                                       "contiguous_3d", "safe_2d", "safe_2d_residual"])
+@pytest.mark.parametrize(
+    "case_name",
+    ["qkv_q_view", "qkv_k_view", "residual_path", "noncontiguous_2d", "contiguous_3d", "safe_2d", "safe_2d_residual"],
+)
 def test_guard_adds_no_second_copy(case_name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None) -> None:
     """One copy at most per tensor that needs one; never more than the release's own fix makes."""
     norm, inp = build(case_name, rmsnorm)
     kernels.compute = kernels.record = False
-    guarded_copies = count_copies(norm, *call_args(inp)).copies
+    guarded_copies = count_copies(norm, *inp.args()).copies
     if upstream_fixes(case_name):  # the release copies by itself: the guard must not add one
-        assert guarded_copies <= count_copies(original_forward(rmsnorm), norm, *call_args(inp)).copies
+        assert guarded_copies <= count_copies(original_forward(rmsnorm), norm, *inp.args()).copies
     else:
-        assert guarded_copies <= sum(1 for t in call_args(inp) if not t.is_contiguous())
+        assert guarded_copies <= sum(1 for t in inp.args() if not t.is_contiguous())
 
 
 @pytest.mark.parametrize("case_name", ["safe_2d", "safe_2d_residual"])
-def test_safe_layout_reaches_kernel_as_the_same_object(case_name: str, rmsnorm: Any, kernels: AiterKernelDouble,
-                                                      guarded: None) -> None:
+def test_safe_layout_reaches_kernel_as_the_same_object(
+    case_name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
     if version_tuple(sglang_version()) >= (0, 5, 23):
         pytest.skip("n/a: sglang >= 0.5.23 sends CPU tensors to forward_native")
     norm, inp = build(case_name, rmsnorm)
-    norm(*call_args(inp))
+    norm(*inp.args())
     (call,) = kernels.calls
     assert call.tensors["input"] is inp.x
     if inp.residual is not None:
@@ -171,3 +187,24 @@ def test_wrong_hidden_size_still_raises(rmsnorm: Any, kernels: AiterKernelDouble
         original_forward(rmsnorm)(norm, x)
     if version_tuple(sglang_version()) < (0, 5, 23):
         assert type(guarded_exc.value) is type(original_exc.value)
+
+
+def test_release_without_forward_aiter_warns_once_and_raises_nothing(layernorm: Any) -> None:
+    if hasattr(layernorm.RMSNorm, "forward_aiter"):
+        pytest.skip(f"n/a: sglang {sglang_version()} has RMSNorm.forward_aiter")
+    from conftest import run_python
+
+    code = """
+import logging; logging.basicConfig(level=logging.INFO)
+from aiter_norm_guard_emulation import EmulatedRocm
+EmulatedRocm().activate()
+import aiter_norm_guard
+import sglang.srt.layers.layernorm as ln
+aiter_norm_guard.install()
+print(aiter_norm_guard.status()["targets"][0])
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("WARNING:aiter_norm_guard")]
+    assert len(warnings) == 1 and "not found" in warnings[0]
+    assert "'found': False" in proc.stdout and "'patched': False" in proc.stdout

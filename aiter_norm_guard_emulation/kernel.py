@@ -40,9 +40,7 @@ def _flat(storage_of: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype, device=storage_of.device).set_(storage, 0, (count,), (1,))
 
 
-def _row_index(
-    t: torch.Tensor, m: int, n: int, what: str, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _row_index(t: torch.Tensor, m: int, n: int, what: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat storage of ``t`` read as ``dtype``, and the (m, n) element indices the kernel touches.
 
     The kernel takes a typed pointer of the activation's dtype and ``t.stride(0)`` as a

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from aiter_norm_guard.emulation.kernel import AiterKernelDouble
+from aiter_norm_guard_emulation.kernel import AiterKernelDouble
 
 EMULATED_HIP_VERSION = "6.3.0-emulated"
 EMULATED_ARCH = "gfx942:sramecc+:xnack-"

@@ -5,13 +5,13 @@ Nothing in the guard itself imports this package: it exists so that sglang's rea
 AMD GPU, against a kernel double that reads memory the way aiter's HIP kernel does.
 """
 
-from aiter_norm_guard.emulation.kernel import (
+from aiter_norm_guard_emulation.kernel import (
     AiterKernelDouble,
     InvalidConfiguration,
     KernelCall,
     MemoryAccessFault,
 )
-from aiter_norm_guard.emulation.rocm import EmulatedRocm
+from aiter_norm_guard_emulation.rocm import EmulatedRocm
 
 __all__ = [
     "AiterKernelDouble",

@@ -1,0 +1,36 @@
+"""``aiter-norm-guard run -- CMD...``: run a command with the guard on in it and its children.
+
+Like ``opentelemetry-instrument`` and ``ddtrace-run``: it sets ``AITER_NORM_GUARD=1``
+and replaces itself with the command (``exec``), so the exit status and signals are
+the command's own.  Python processes pick the guard up from the installed start-up file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from aiter_norm_guard.settings import ENABLE_VAR
+from aiter_norm_guard.startup import startup_file
+
+
+def run(argv: list[str]) -> int:
+    """Exec ``argv`` with the guard enabled; returns only on failure to start it."""
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        print("usage: aiter-norm-guard run -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    if startup_file() is None:
+        print(
+            "aiter-norm-guard: warning: the start-up file is not installed (install the wheel); "
+            "Python children will not load the guard",
+            file=sys.stderr,
+        )
+    env = {**os.environ, ENABLE_VAR: "1"}
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        print(f"aiter-norm-guard: cannot run {argv[0]!r}: {exc.strerror}", file=sys.stderr)
+        return 127
+    return 0  # not reached

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: set up, then run `aiter-norm-guard selftest` on sglang 0.5.10's real RMSNorm.
+# On this CPU machine the aiter kernels are the memory-faithful double (labelled EMULATED):
+# the bug report's Q/K views fault without the guard and match forward_native with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/wheel-venv.sh
+PYTHONPATH=.envs/sglang-0.5.10 .cache/wheel-venv/bin/python -P -W ignore -m aiter_norm_guard selftest "$@"

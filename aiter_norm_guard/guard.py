@@ -21,7 +21,7 @@ import torch
 
 from aiter_norm_guard._log import log_once
 from aiter_norm_guard._marker import WRAPPED_ATTR
-from aiter_norm_guard.layout import needs_reference, plan_rows
+from aiter_norm_guard.layout import as_rows, needs_reference, plan_rows
 
 Tensor = torch.Tensor
 Forward = Callable[..., Any]
@@ -98,82 +98,94 @@ def signature_kind(original: Forward) -> tuple[str, bool]:
     return "generic", has_post
 
 
+def _rows_call(
+    original: Forward, allow_row_stride: bool, module: Any, x: Tensor, tail: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """No residual, kernel-compatible dtype and size, unsafe layout: canonicalize ``x`` only."""
+    try:
+        rows = as_rows(x, allow_row_stride)
+    except Exception:  # the guard's own failure: keep sglang's behaviour
+        log_once(
+            "guard-internal-error",
+            logging.WARNING,
+            "aiter_norm_guard: internal error while canonicalizing; passing the call through",
+            exc_info=True,
+        )
+        return original(module, x, None, *tail, **kwargs)
+    out = original(module, rows, None, *tail, **kwargs)
+    return out.view(x.shape) if rows is not x and isinstance(out, Tensor) else out
+
+
 def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> Forward:
     """Build the guarded replacement for ``RMSNorm.forward_aiter``.
 
     The result is a plain function (``functools.update_wrapper`` of the original), so
     ``torch.compile`` traces through it, and carries the original under
-    :data:`WRAPPED_ATTR` for uninstall.
+    :data:`WRAPPED_ATTR` for uninstall.  On every path the first checks are the
+    cheapest C-level ones; ``ok`` means "the kernel can take these values in some
+    layout" (non-empty, not 0-d, weight of the activation's dtype).
     """
     kind, has_post = signature_kind(original)
-    slow = functools.partial(_slow_call, original, allow_row_stride, has_post)
+
+    def slow(module: Any, x: Any, residual: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return _slow_call(original, allow_row_stride, has_post, module, x, residual, args, kwargs)
 
     if kind == "x_residual":
 
         def guarded(self: Any, x: Any, residual: Any = None) -> Any:
             try:
-                fast = (
-                    x.dim() == 2
-                    and x.is_contiguous()
-                    and x.numel()
-                    and x.dtype is weight_dtype(self)
-                    and (
-                        residual is None
-                        or (
-                            residual.dim() == 2
-                            and residual.is_contiguous()
-                            and residual.dtype is x.dtype
-                            and residual.shape == x.shape
-                        )
-                    )
-                )
+                ok = x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
             except Exception:
-                fast = False
-            if fast:
-                return original(self, x, residual)
+                ok = False
+            if ok:
+                if residual is None:
+                    if ok == 2 and x.is_contiguous():
+                        return original(self, x)
+                    return _rows_call(original, allow_row_stride, self, x, (), {})
+                if (
+                    ok == 2
+                    and x.is_contiguous()
+                    and residual.is_contiguous()
+                    and residual.dtype is x.dtype
+                    and residual.shape == x.shape
+                ):
+                    return original(self, x, residual)
             return slow(self, x, residual, (), {})
 
     elif kind == "x_residual_post":
 
         def guarded(self: Any, x: Any, residual: Any = None, post_residual_addition: Any = None) -> Any:  # type: ignore[misc]
             try:
-                fast = (
-                    x.dim() == 2
-                    and x.is_contiguous()
-                    and x.numel()
-                    and x.dtype is weight_dtype(self)
-                    and (
-                        residual is None
-                        or (
-                            post_residual_addition is None
-                            and residual.dim() == 2
-                            and residual.is_contiguous()
-                            and residual.dtype is x.dtype
-                            and residual.shape == x.shape
-                        )
-                    )
-                )
+                ok = x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
             except Exception:
-                fast = False
-            if fast:
-                return original(self, x, residual, post_residual_addition)
+                ok = False
+            if ok:
+                if residual is None:
+                    if ok == 2 and x.is_contiguous():
+                        return original(self, x, None, post_residual_addition)
+                    return _rows_call(original, allow_row_stride, self, x, (post_residual_addition,), {})
+                if (
+                    post_residual_addition is None
+                    and ok == 2
+                    and x.is_contiguous()
+                    and residual.is_contiguous()
+                    and residual.dtype is x.dtype
+                    and residual.shape == x.shape
+                ):
+                    return original(self, x, residual)
             return slow(self, x, residual, (post_residual_addition,), {})
 
     else:
 
         def guarded(self: Any, x: Any, residual: Any = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             try:
-                fast = (
-                    residual is None
-                    and x.dim() == 2
-                    and x.is_contiguous()
-                    and x.numel()
-                    and x.dtype is weight_dtype(self)
-                )
+                ok = residual is None and x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
             except Exception:
-                fast = False
-            if fast:
-                return original(self, x, None, *args, **kwargs)
+                ok = False
+            if ok:
+                if ok == 2 and x.is_contiguous():
+                    return original(self, x, None, *args, **kwargs)
+                return _rows_call(original, allow_row_stride, self, x, args, kwargs)
             return slow(self, x, residual, args, kwargs)
 
     functools.update_wrapper(guarded, original)

@@ -41,7 +41,8 @@ def wrapt_probe() -> dict[str, object]:
     forms = {
         "plain_function": guarded,
         "wrapt_FunctionWrapper": wrapt.FunctionWrapper(
-            original, lambda wrapped, instance, args, kwargs: guarded(instance, *args, **kwargs)),
+            original, lambda wrapped, instance, args, kwargs: guarded(instance, *args, **kwargs)
+        ),
     }
     for name, form in forms.items():
         torch._dynamo.reset()
@@ -59,8 +60,10 @@ def wrapt_probe() -> dict[str, object]:
         except Exception:
             pass
         code = "\n".join(graphs)
-        out[name] = {"graph_captured": bool(graphs),
-                     "guard_in_graph": ("contiguous" in code or "clone" in code) and "rmsnorm2d_fwd" in code}
+        out[name] = {
+            "graph_captured": bool(graphs),
+            "guard_in_graph": ("contiguous" in code or "clone" in code) and "rmsnorm2d_fwd" in code,
+        }
     standin.RMSNorm.forward_aiter = original
     torch._dynamo.reset()
     return out
@@ -81,20 +84,37 @@ def main() -> None:
         guarded_safe = bench(lambda: m(x))
         guarded_strided = bench(lambda: mq(q))
         patcher.uninstall()
-        rows.append({"tokens": t, "safe_unguarded_us": unguarded_safe, "safe_guarded_us": guarded_safe,
-                     "safe_ratio": guarded_safe / unguarded_safe, "strided_inline_fix_us": inline_strided,
-                     "strided_guarded_us": guarded_strided, "strided_ratio": guarded_strided / inline_strided})
-    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows,
-              "wrapt_vs_plain_under_torch_compile": wrapt_probe()}
+        rows.append(
+            {
+                "tokens": t,
+                "safe_unguarded_us": unguarded_safe,
+                "safe_guarded_us": guarded_safe,
+                "safe_ratio": guarded_safe / unguarded_safe,
+                "strided_inline_fix_us": inline_strided,
+                "strided_guarded_us": guarded_strided,
+                "strided_ratio": guarded_strided / inline_strided,
+            }
+        )
+    result = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "rows": rows,
+        "wrapt_vs_plain_under_torch_compile": wrapt_probe(),
+    }
     out = Path(os.environ.get("OUT", "."))
     (out / "gpu_bench.json").write_text(json.dumps(result, indent=2))
-    lines = [f"GPU: {result['device']}, torch {result['torch']}; do_bench (CUDA events), microseconds per call",
-             "", "| tokens | safe: unguarded | safe: guarded | ratio | strided: inline fix | strided: guarded | ratio |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"GPU: {result['device']}, torch {result['torch']}; do_bench (CUDA events), microseconds per call",
+        "",
+        "| tokens | safe: unguarded | safe: guarded | ratio | strided: inline fix | strided: guarded | ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        lines.append(f"| {r['tokens']} | {r['safe_unguarded_us']:.1f} | {r['safe_guarded_us']:.1f} | "
-                     f"{r['safe_ratio']:.3f} | {r['strided_inline_fix_us']:.1f} | {r['strided_guarded_us']:.1f} | "
-                     f"{r['strided_ratio']:.3f} |")
+        lines.append(
+            f"| {r['tokens']} | {r['safe_unguarded_us']:.1f} | {r['safe_guarded_us']:.1f} | "
+            f"{r['safe_ratio']:.3f} | {r['strided_inline_fix_us']:.1f} | {r['strided_guarded_us']:.1f} | "
+            f"{r['strided_ratio']:.3f} |"
+        )
     lines += ["", f"torch.compile and wrapper forms: {json.dumps(result['wrapt_vs_plain_under_torch_compile'])}"]
     (out / "gpu_bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

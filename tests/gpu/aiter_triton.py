@@ -26,8 +26,9 @@ def _rms_rows(x_ptr, w_ptr, out_ptr, x_pitch, out_pitch, n, eps, BLOCK: tl.const
 
 
 @triton.jit
-def _add_rms_rows(x_ptr, r_ptr, w_ptr, out_ptr, rout_ptr, x_pitch, r_pitch, out_pitch, rout_pitch, n, eps,
-                  BLOCK: tl.constexpr):
+def _add_rms_rows(
+    x_ptr, r_ptr, w_ptr, out_ptr, rout_ptr, x_pitch, r_pitch, out_pitch, rout_pitch, n, eps, BLOCK: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     keep = cols < n
@@ -57,8 +58,16 @@ def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def rmsnorm2d_fwd(input: torch.Tensor, weight: torch.Tensor, epsilon: float) -> torch.Tensor:
     out = torch.empty_like(input)
     m, n = _grid(input)
-    _rms_rows[(m,)](input, _as(weight, input.dtype), out, input.stride(0), out.stride(0), n, epsilon,
-                    BLOCK=triton.next_power_of_2(n))
+    _rms_rows[(m,)](
+        input,
+        _as(weight, input.dtype),
+        out,
+        input.stride(0),
+        out.stride(0),
+        n,
+        epsilon,
+        BLOCK=triton.next_power_of_2(n),
+    )
     return out
 
 
@@ -68,16 +77,39 @@ def _(input: torch.Tensor, weight: torch.Tensor, epsilon: float) -> torch.Tensor
 
 
 @torch.library.custom_op("aiter_double::rmsnorm2d_fwd_with_add", mutates_args=("out", "residual_out"))
-def rmsnorm2d_fwd_with_add(out: torch.Tensor, input: torch.Tensor, residual_in: torch.Tensor,
-                           residual_out: torch.Tensor, weight: torch.Tensor, epsilon: float) -> None:
+def rmsnorm2d_fwd_with_add(
+    out: torch.Tensor,
+    input: torch.Tensor,
+    residual_in: torch.Tensor,
+    residual_out: torch.Tensor,
+    weight: torch.Tensor,
+    epsilon: float,
+) -> None:
     m, n = _grid(input)
     dt = input.dtype
-    _add_rms_rows[(m,)](input, _as(residual_in, dt), _as(weight, dt), out, _as(residual_out, dt),
-                        input.stride(0), residual_in.stride(0), out.stride(0), residual_out.stride(0), n, epsilon,
-                        BLOCK=triton.next_power_of_2(n))
+    _add_rms_rows[(m,)](
+        input,
+        _as(residual_in, dt),
+        _as(weight, dt),
+        out,
+        _as(residual_out, dt),
+        input.stride(0),
+        residual_in.stride(0),
+        out.stride(0),
+        residual_out.stride(0),
+        n,
+        epsilon,
+        BLOCK=triton.next_power_of_2(n),
+    )
 
 
 @rmsnorm2d_fwd_with_add.register_fake
-def _(out: torch.Tensor, input: torch.Tensor, residual_in: torch.Tensor, residual_out: torch.Tensor,
-      weight: torch.Tensor, epsilon: float) -> None:
+def _(
+    out: torch.Tensor,
+    input: torch.Tensor,
+    residual_in: torch.Tensor,
+    residual_out: torch.Tensor,
+    weight: torch.Tensor,
+    epsilon: float,
+) -> None:
     return None

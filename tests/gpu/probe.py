@@ -14,8 +14,14 @@ import standin
 from aiter_norm_guard.patcher import Patcher
 from aiter_norm_guard.targets import Target
 
-TARGET = Target("standin RMSNorm.forward_aiter", "standin", "RMSNorm.forward_aiter",
-                "aiter_norm_guard.guard:make_guarded_forward", ("_forward_method",), "-")
+TARGET = Target(
+    "standin RMSNorm.forward_aiter",
+    "standin",
+    "RMSNorm.forward_aiter",
+    "aiter_norm_guard.guard:make_guarded_forward",
+    ("_forward_method",),
+    "-",
+)
 
 
 def main(mode: str) -> None:

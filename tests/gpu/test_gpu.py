@@ -52,8 +52,19 @@ def close(got: Any, want: Any, post: bool = False) -> None:
         torch.testing.assert_close(g, w, **tol)
 
 
-GPU_CASES = ["qkv_q_view", "qkv_k_view", "residual_path", "post_residual_path", "zero_rows", "zero_rows_residual",
-             "dtype_mismatch", "noncontiguous_2d", "contiguous_3d", "safe_2d", "safe_2d_residual"]
+GPU_CASES = [
+    "qkv_q_view",
+    "qkv_k_view",
+    "residual_path",
+    "post_residual_path",
+    "zero_rows",
+    "zero_rows_residual",
+    "dtype_mismatch",
+    "noncontiguous_2d",
+    "contiguous_3d",
+    "safe_2d",
+    "safe_2d_residual",
+]
 
 
 @pytest.mark.parametrize("name", GPU_CASES)
@@ -65,8 +76,9 @@ def test_guarded_matches_forward_native_on_device(name: str, guard: Patcher) -> 
 
 def _child(mode: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-    return subprocess.run([sys.executable, str(HERE / "probe.py"), mode], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(HERE / "probe.py"), mode], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_unguarded_views_read_out_of_bounds_and_guarded_do_not() -> None:
@@ -89,13 +101,29 @@ def test_memcheck_reports_oob_without_guard_and_is_clean_with_it() -> None:
     summaries = {}
     for mode in ("unguarded", "guarded"):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-        proc = subprocess.run(["compute-sanitizer", "--tool", "memcheck", "--print-limit", "3", sys.executable,
-                               str(HERE / "probe.py"), mode], capture_output=True, text=True, env=env, timeout=600)
+        proc = subprocess.run(
+            [
+                "compute-sanitizer",
+                "--tool",
+                "memcheck",
+                "--print-limit",
+                "3",
+                sys.executable,
+                str(HERE / "probe.py"),
+                mode,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
         line = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR SUMMARY" in ln]
         summaries[mode] = line[-1] if line else "no summary"
         out = os.environ.get("OUT")
         if out:
-            Path(out, f"memcheck-{mode}.txt").write_text(proc.stdout[-20000:] + "\n---stderr---\n" + proc.stderr[-20000:])
+            Path(out, f"memcheck-{mode}.txt").write_text(
+                proc.stdout[-20000:] + "\n---stderr---\n" + proc.stderr[-20000:]
+            )
     assert "0 errors" not in summaries["unguarded"] and "ERROR SUMMARY" in summaries["unguarded"], summaries
     assert "ERROR SUMMARY: 0 errors" in summaries["guarded"], summaries
 

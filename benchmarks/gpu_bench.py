@@ -17,11 +17,10 @@ import torch
 from triton.testing import do_bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "gpu"))
-import standin  # noqa: E402
-from probe import TARGET  # noqa: E402
-
-from aiter_norm_guard.guard import make_guarded_forward  # noqa: E402
-from aiter_norm_guard.patcher import Patcher  # noqa: E402
+import standin
+from aiter_norm_guard.guard import make_guarded_forward
+from aiter_norm_guard.patcher import Patcher
+from probe import TARGET
 
 CUDA = torch.device("cuda")
 TOKENS = [1, 8, 64, 256, 2048, 4096, 8192]
@@ -78,11 +77,11 @@ def main() -> None:
     for t in TOKENS:
         x = torch.randn(t, 4096, device=CUDA, dtype=torch.bfloat16)
         q = torch.randn(t, 6144, device=CUDA, dtype=torch.bfloat16)[:, :4096].view(t, 32, 128)
-        unguarded_safe = bench(lambda: original(m, x))
-        inline_strided = bench(lambda: mq.forward_inline_fix(q))
+        unguarded_safe = bench(lambda x=x: original(m, x))
+        inline_strided = bench(lambda q=q: mq.forward_inline_fix(q))
         patcher.install()
-        guarded_safe = bench(lambda: m(x))
-        guarded_strided = bench(lambda: mq(q))
+        guarded_safe = bench(lambda x=x: m(x))
+        guarded_strided = bench(lambda q=q: mq(q))
         patcher.uninstall()
         rows.append(
             {

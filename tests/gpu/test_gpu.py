@@ -23,9 +23,8 @@ if not torch.cuda.is_available():
 
 import standin  # noqa: E402
 from aiter_norm_guard.cases import BY_NAME  # noqa: E402
-from probe import TARGET  # noqa: E402
-
 from aiter_norm_guard.patcher import Patcher  # noqa: E402
+from probe import TARGET  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CUDA = torch.device("cuda")

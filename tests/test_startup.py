@@ -1,0 +1,154 @@
+"""The guard reaches every Python process: spawn and forkserver workers, subprocesses, the
+env-var-only path, the launcher and sglang's own plugin loading.  Real processes, no mocks.
+
+These need the start-up file installed (the package installed from the wheel, as
+scripts/test.sh does); from a bare source checkout they skip.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiter_norm_guard
+import procs_helper
+from aiter_norm_guard.startup import startup_file
+from conftest import REPO, run_python, sglang_version
+
+pytestmark = pytest.mark.skipif(startup_file() is None, reason="start-up file not installed (install the wheel)")
+HELPER = str(Path(procs_helper.__file__).resolve())
+
+
+def last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def helper_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
+    env["PYTHONPATH"] = os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(REPO / "tests")])
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_multiprocessing_workers_get_the_guard_before_sglang(method: str, layernorm: Any) -> None:
+    assert os.environ.get("AITER_NORM_GUARD") == "1"  # set by `import aiter_norm_guard` in this process
+    ctx = multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    proc = ctx.Process(target=procs_helper.spawn_target, args=(queue,))
+    proc.start()
+    result = queue.get(timeout=300)
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert result["guard_loaded"] and not result["layernorm_loaded"]  # installed before sglang's layernorm
+    assert result["sources"][0] == "env-bootstrap"
+    assert result["outcomes"] == {"q": "ok", "k": "ok"} and result["children_inherit"] is True
+
+
+def test_plain_subprocess_of_a_guarded_parent(layernorm: Any) -> None:
+    proc = subprocess.run([sys.executable, HELPER], capture_output=True, text=True,
+                          env={**helper_env(), "AITER_NORM_GUARD": os.environ["AITER_NORM_GUARD"]}, timeout=300)
+    result = last_json(proc)
+    assert result["sources"] == ["env-bootstrap"] and result["outcomes"] == {"q": "ok", "k": "ok"}
+
+
+def test_env_var_alone_protects_a_process_that_never_imports_the_guard(layernorm: Any) -> None:
+    proc = subprocess.run([sys.executable, HELPER], capture_output=True, text=True,
+                          env=helper_env(AITER_NORM_GUARD="1"), timeout=300)
+    result = last_json(proc)
+    assert result["guard_loaded"] and result["sources"] == ["env-bootstrap"]
+    assert result["outcomes"] == {"q": "ok", "k": "ok"}
+
+
+def test_disabled_parent_disables_children(layernorm: Any) -> None:
+    code = f"""
+import json, multiprocessing, sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+import aiter_norm_guard, procs_helper
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn"); q = ctx.Queue()
+    p = ctx.Process(target=procs_helper.spawn_target, args=(q,)); p.start(); r = q.get(timeout=300); p.join()
+    print(json.dumps({{"parent_installed": aiter_norm_guard.status()["installed"], "child": r}}))
+"""
+    result = last_json(run_python(code, env={"AITER_NORM_GUARD": "0"}))
+    assert result["parent_installed"] is False
+    assert result["child"]["guard_loaded"] is False and result["child"]["outcomes"] == {"q": "fault", "k": "fault"}
+
+
+def test_bootstrap_is_inert_when_off() -> None:
+    code = "import sys, json; print(json.dumps(sorted(m for m in sys.modules if 'aiter' in m or m in "
+    code += "('torch', 'wrapt', 'sglang'))))"
+    for value in (None, "0", "off", "banana"):
+        env = helper_env() if value is None else helper_env(AITER_NORM_GUARD=value)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        assert last_json(proc) == [], value  # type: ignore[comparison-overlap]
+
+
+def launcher() -> list[str]:
+    exe = shutil.which("aiter-norm-guard", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "aiter_norm_guard"]
+
+
+def test_launcher_runs_the_command_guarded_and_passes_exit_status_and_signals(layernorm: Any) -> None:
+    proc = subprocess.run([*launcher(), "run", "--", sys.executable, HELPER], capture_output=True, text=True,
+                          env=helper_env(), timeout=300)
+    assert last_json(proc)["sources"] == ["env-bootstrap"]
+    code = subprocess.run([*launcher(), "run", "--", sys.executable, "-c", "raise SystemExit(7)"],
+                          env=helper_env(), timeout=120).returncode
+    assert code == 7
+    killed = subprocess.run([*launcher(), "run", "--", sys.executable, "-c",
+                             "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"], env=helper_env(), timeout=120)
+    assert killed.returncode == -signal.SIGTERM
+    missing = subprocess.run([*launcher(), "run", "--", "no-such-command-xyz"], capture_output=True, text=True,
+                             env=helper_env(), timeout=120)
+    assert missing.returncode == 127 and "cannot run" in missing.stderr
+
+
+PLUGIN_CODE = """
+import json, sys
+from sglang.srt.plugins import load_plugins
+load_plugins()
+guard = sys.modules.get("aiter_norm_guard")
+from aiter_norm_guard_emulation import EmulatedRocm
+EmulatedRocm().activate()
+import sglang.srt.layers.layernorm as ln
+print(json.dumps({"sources": guard.status()["sources"] if guard else [],
+                  "patched": hasattr(ln.RMSNorm.forward_aiter, "__aiter_norm_guard_original__")}))
+"""
+
+
+@pytest.mark.parametrize(("value", "allowed", "patched"), [(None, None, True), ("0", None, False),
+                                                           (None, "some_other_plugin", False)])
+def test_sglang_plugin_entry_point_through_real_load_plugins(value: str | None, allowed: str | None,
+                                                             patched: bool) -> None:
+    release = REPO / ".envs" / "sglang-0.5.11"
+    if not release.is_dir():
+        pytest.skip("sglang 0.5.11 overlay not built")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
+    env["PYTHONPATH"] = str(release)
+    if value is not None:
+        env["AITER_NORM_GUARD"] = value
+    if allowed is not None:
+        env["SGLANG_PLUGINS"] = allowed
+    result = last_json(subprocess.run([sys.executable, "-c", PLUGIN_CODE], capture_output=True, text=True, env=env,
+                                      timeout=300))
+    assert result["patched"] is patched
+    if patched:
+        assert result["sources"] == ["sglang-plugin"]
+
+
+def test_status_reports_sources_and_inheritance() -> None:
+    st = aiter_norm_guard.status()
+    assert "import" in st["sources"]
+    assert st["children"]["inherit"] is True and st["children"]["startup_file"] == startup_file()
+    assert sglang_version() is None or st["sglang"]["version"] == sglang_version()

@@ -32,7 +32,8 @@ def activate(source: str, force: bool = False) -> bool:
         if not (flag.value or force):
             log_once("disabled", logging.INFO, "aiter_norm_guard: disabled (%s)", flag.reason)
             return False
-        startup.inherit_to_children()
+        if flag.value:  # a forced install never overrides an explicit "off" for children
+            startup.inherit_to_children()
         PATCHER.install(allow_row_stride=settings.row_strided().value)
         return True
     except Exception:

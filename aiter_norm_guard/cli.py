@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run unguarded cases in child processes (default on a real GPU)",
     )
+    st.add_argument("--cases", help="comma-separated case names (default: all)")
     stat = sub.add_parser("status", help="print status() of a process that imported the guard")
     stat.add_argument("--json", action="store_true")
     sub.add_parser("run", help="run -- COMMAND...: run a command with the guard on in it and its children")
@@ -53,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.emulated is False and not selftest.real_rocm():
             print("aiter-norm-guard: --device needs a ROCm GPU; none is visible", file=sys.stderr)
             return 2
-        report = selftest.run(tokens=args.tokens, emulated=args.emulated, isolate=args.isolate)
+        cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
+        try:
+            report = selftest.run(tokens=args.tokens, emulated=args.emulated, isolate=args.isolate, cases=cases)
+        except ValueError as exc:
+            print(f"aiter-norm-guard: {exc}", file=sys.stderr)
+            return 2
         _emit(report, args.json, selftest.format_table(report, colour=sys.stdout.isatty()))
         return 0 if report.get("passed") else 1
     import aiter_norm_guard

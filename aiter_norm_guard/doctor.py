@@ -124,13 +124,16 @@ def _aiter() -> dict[str, Any]:
 
 def diagnose() -> dict[str, Any]:
     """Everything ``doctor`` reports, and its verdict."""
-    flag = settings.enabled(default_reason="unset: on wherever aiter_norm_guard is imported or loaded as a plugin")
+    raw = startup.ENV_AT_START  # as the environment had it, not as importing the guard here set it
+    flag = settings.parse_flag(
+        settings.ENABLE_VAR, raw, True, "unset: on wherever aiter_norm_guard is imported or loaded as a plugin"
+    )
     sg = sglang_info()
     ln = inspect_layernorm() if sg["installed"] else {"found": False}
     plugin = _plugin()
-    children = startup.children_inherit()
+    children = startup.children_inherit(raw, use_current=False)
     plugin_route = plugin["allowed"] and version_tuple(sg["version"]) >= (0, 5, 11)
-    explicit_on = (os.environ.get(settings.ENABLE_VAR) or "").strip().lower() in settings.TRUE_WORDS
+    explicit_on = (raw or "").strip().lower() in settings.TRUE_WORDS
     if not flag.value:
         verdict, ok = "disabled", True
     elif not sg["installed"]:

@@ -71,9 +71,9 @@ def _unguarded(original: Any, norm: Any, inp: CaseInputs, want: Any) -> tuple[st
     return "wrong", f"max abs error {_max_err(got, want):.3g}"
 
 
-def _unguarded_isolated(name: str, tokens: int) -> tuple[str, str]:
+def _unguarded_isolated(name: str, tokens: int, emulated: bool) -> tuple[str, str]:
     """Run one unguarded case in a child interpreter; a crash there is reported as a fault."""
-    code = f"from aiter_norm_guard.selftest import child_main; child_main({name!r}, {tokens})"
+    code = f"from aiter_norm_guard.selftest import child_main; child_main({name!r}, {tokens}, {emulated!r})"
     env = {**os.environ, "AITER_NORM_GUARD": "0"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode == 0 and proc.stdout.strip():
@@ -83,17 +83,28 @@ def _unguarded_isolated(name: str, tokens: int) -> tuple[str, str]:
     return "fault", f"child exit {proc.returncode}: {tail}"
 
 
-def child_main(name: str, tokens: int) -> None:
+def child_main(name: str, tokens: int, emulated: bool = False) -> None:
     """Child-process body of an isolated unguarded case (guard off in this process)."""
+    if emulated:
+        from aiter_norm_guard_emulation import EmulatedRocm
+
+        EmulatedRocm().activate()
     import sglang.srt.layers.layernorm as ln
 
-    norm, inp = _build(ln.RMSNorm, name, tokens, torch.device("cuda"))
+    norm, inp = _build(ln.RMSNorm, name, tokens, torch.device("cpu" if emulated else "cuda"))
     want = norm.forward_native(*inp.args())
     print(json.dumps(_unguarded(ln.RMSNorm.forward_aiter, norm, inp, want)))
 
 
-def run(tokens: int = 2048, emulated: bool | None = None, isolate: bool | None = None) -> dict[str, Any]:
-    """Run every case unguarded and guarded; return the report (see ``format_table``)."""
+def run(
+    tokens: int = 2048, emulated: bool | None = None, isolate: bool | None = None, cases: list[str] | None = None
+) -> dict[str, Any]:
+    """Run the cases (all by default) unguarded and guarded; return the report (see ``format_table``)."""
+    from aiter_norm_guard import settings, startup
+
+    unknown = sorted(set(cases or ()) - set(BY_NAME))
+    if unknown:
+        raise ValueError(f"unknown case(s) {unknown}; known: {sorted(BY_NAME)}")
     emulated = (not real_rocm()) if emulated is None else emulated
     isolate = (not emulated) if isolate is None else isolate
     emu = None
@@ -106,7 +117,15 @@ def run(tokens: int = 2048, emulated: bool | None = None, isolate: bool | None =
     from aiter_norm_guard.guard import WRAPPED_ATTR
 
     aiter_norm_guard.install(force=True)
-    report: dict[str, Any] = {"mode": "emulated" if emulated else "rocm", "tokens": tokens, "cases": []}
+    flag = settings.parse_flag(settings.ENABLE_VAR, startup.ENV_AT_START, True, "unset: enabled by the import")
+    report: dict[str, Any] = {
+        "mode": "emulated" if emulated else "rocm",
+        "tokens": tokens,
+        "cases": [],
+        "guard_enabled_in_env": flag.value,
+        "env_reason": flag.reason,
+        "passed": False,
+    }
     try:
         import sglang.srt.layers.layernorm as ln
     except Exception as exc:
@@ -119,11 +138,15 @@ def run(tokens: int = 2048, emulated: bool | None = None, isolate: bool | None =
     device = torch.device("cpu" if emulated else "cuda")
     original = getattr(ln.RMSNorm.forward_aiter, WRAPPED_ATTR, ln.RMSNorm.forward_aiter)
     for case in CASES:
+        if cases and case.name not in cases:
+            continue
         if case.uses_post and "post_residual_addition" not in original.__code__.co_varnames:
             continue
         norm, inp = _build(ln.RMSNorm, case.name, tokens, device)
         want = norm.forward_native(*inp.args())
-        before, detail = _unguarded_isolated(case.name, tokens) if isolate else _unguarded(original, norm, inp, want)
+        before, detail = (
+            _unguarded_isolated(case.name, tokens, emulated) if isolate else _unguarded(original, norm, inp, want)
+        )
         try:
             got = norm(*inp.args())
             after, err = ("ok" if _close(got, want, inp.post is not None) else "fail"), _max_err(got, want)
@@ -159,6 +182,11 @@ def format_table(report: dict[str, Any], colour: bool = False) -> str:
     emulated = report["mode"] == "emulated"
     label = "EMULATED (CPU, memory-faithful aiter kernel double)" if emulated else "ROCm, real aiter"
     lines = [f"aiter-norm-guard selftest — {label}; sglang {report.get('sglang')}; {report['tokens']} tokens"]
+    if not report.get("guard_enabled_in_env", True):
+        lines.append(
+            f"note: the guard was forced on for this test, but this environment disables it "
+            f"({report['env_reason']}): sglang will run unguarded"
+        )
     if "error" in report:
         return "\n".join([*lines, f"error: {report['error']}"])
     head = f"{'case':20} {'x shape / stride':34} {'unguarded':9} {'guarded':7} {'max abs err':>11}  note"

@@ -15,6 +15,9 @@ import sys
 
 from aiter_norm_guard.settings import ENABLE_VAR, TRUE_WORDS
 
+#: The switch as this process found it, before the guard set it on for children.
+ENV_AT_START = os.environ.get(ENABLE_VAR)
+
 PTH_NAME = "aiter_norm_guard.pth"
 START_NAME = "aiter_norm_guard.start"
 
@@ -48,9 +51,14 @@ def inherit_to_children() -> None:
         os.environ[ENABLE_VAR] = "1"
 
 
-def children_inherit() -> dict[str, object]:
-    """Whether Python children started now will install the guard at start."""
-    raw = os.environ.get(ENABLE_VAR)
+def children_inherit(raw: str | None = None, use_current: bool = True) -> dict[str, object]:
+    """Whether Python children will install the guard at start.
+
+    By default for children started now (the switch as it is now); with
+    ``use_current=False``, for children of an environment like this one's at start.
+    """
+    if use_current:
+        raw = os.environ.get(ENABLE_VAR)
     path = startup_file()
     on = raw is not None and raw.strip().lower() in TRUE_WORDS
     return {

@@ -9,8 +9,10 @@ from typing import Any
 
 def guard_report_then_run_views() -> dict[str, Any]:
     """In a fresh process: was the guard there before sglang's layernorm? Do the bug's views work?"""
-    before = {"guard_loaded": "aiter_norm_guard" in sys.modules,
-              "layernorm_loaded": "sglang.srt.layers.layernorm" in sys.modules}
+    before = {
+        "guard_loaded": "aiter_norm_guard" in sys.modules,
+        "layernorm_loaded": "sglang.srt.layers.layernorm" in sys.modules,
+    }
     import torch
 
     from aiter_norm_guard_emulation import EmulatedRocm, MemoryAccessFault
@@ -30,8 +32,12 @@ def guard_report_then_run_views() -> dict[str, Any]:
             outcomes[name] = "fault"
     guard = sys.modules.get("aiter_norm_guard")
     status = guard.status() if guard is not None else None
-    return {**before, "outcomes": outcomes, "sources": status["sources"] if status else [],
-            "children_inherit": status["children"]["inherit"] if status else None}
+    return {
+        **before,
+        "outcomes": outcomes,
+        "sources": status["sources"] if status else [],
+        "children_inherit": status["children"]["inherit"] if status else None,
+    }
 
 
 def spawn_target(queue: Any) -> None:

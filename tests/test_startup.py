@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import procs_helper
 import pytest
 
 import aiter_norm_guard
-import procs_helper
 from aiter_norm_guard.startup import startup_file
 from conftest import REPO, run_python, sglang_version
 
@@ -56,15 +56,21 @@ def test_multiprocessing_workers_get_the_guard_before_sglang(method: str, layern
 
 
 def test_plain_subprocess_of_a_guarded_parent(layernorm: Any) -> None:
-    proc = subprocess.run([sys.executable, HELPER], capture_output=True, text=True,
-                          env={**helper_env(), "AITER_NORM_GUARD": os.environ["AITER_NORM_GUARD"]}, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, HELPER],
+        capture_output=True,
+        text=True,
+        env={**helper_env(), "AITER_NORM_GUARD": os.environ["AITER_NORM_GUARD"]},
+        timeout=300,
+    )
     result = last_json(proc)
     assert result["sources"] == ["env-bootstrap"] and result["outcomes"] == {"q": "ok", "k": "ok"}
 
 
 def test_env_var_alone_protects_a_process_that_never_imports_the_guard(layernorm: Any) -> None:
-    proc = subprocess.run([sys.executable, HELPER], capture_output=True, text=True,
-                          env=helper_env(AITER_NORM_GUARD="1"), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, HELPER], capture_output=True, text=True, env=helper_env(AITER_NORM_GUARD="1"), timeout=300
+    )
     result = last_json(proc)
     assert result["guard_loaded"] and result["sources"] == ["env-bootstrap"]
     assert result["outcomes"] == {"q": "ok", "k": "ok"}
@@ -100,17 +106,27 @@ def launcher() -> list[str]:
 
 
 def test_launcher_runs_the_command_guarded_and_passes_exit_status_and_signals(layernorm: Any) -> None:
-    proc = subprocess.run([*launcher(), "run", "--", sys.executable, HELPER], capture_output=True, text=True,
-                          env=helper_env(), timeout=300)
+    proc = subprocess.run(
+        [*launcher(), "run", "--", sys.executable, HELPER],
+        capture_output=True,
+        text=True,
+        env=helper_env(),
+        timeout=300,
+    )
     assert last_json(proc)["sources"] == ["env-bootstrap"]
-    code = subprocess.run([*launcher(), "run", "--", sys.executable, "-c", "raise SystemExit(7)"],
-                          env=helper_env(), timeout=120).returncode
+    code = subprocess.run(
+        [*launcher(), "run", "--", sys.executable, "-c", "raise SystemExit(7)"], env=helper_env(), timeout=120
+    ).returncode
     assert code == 7
-    killed = subprocess.run([*launcher(), "run", "--", sys.executable, "-c",
-                             "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"], env=helper_env(), timeout=120)
+    killed = subprocess.run(
+        [*launcher(), "run", "--", sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"],
+        env=helper_env(),
+        timeout=120,
+    )
     assert killed.returncode == -signal.SIGTERM
-    missing = subprocess.run([*launcher(), "run", "--", "no-such-command-xyz"], capture_output=True, text=True,
-                             env=helper_env(), timeout=120)
+    missing = subprocess.run(
+        [*launcher(), "run", "--", "no-such-command-xyz"], capture_output=True, text=True, env=helper_env(), timeout=120
+    )
     assert missing.returncode == 127 and "cannot run" in missing.stderr
 
 
@@ -127,10 +143,12 @@ print(json.dumps({"sources": guard.status()["sources"] if guard else [],
 """
 
 
-@pytest.mark.parametrize(("value", "allowed", "patched"), [(None, None, True), ("0", None, False),
-                                                           (None, "some_other_plugin", False)])
-def test_sglang_plugin_entry_point_through_real_load_plugins(value: str | None, allowed: str | None,
-                                                             patched: bool) -> None:
+@pytest.mark.parametrize(
+    ("value", "allowed", "patched"), [(None, None, True), ("0", None, False), (None, "some_other_plugin", False)]
+)
+def test_sglang_plugin_entry_point_through_real_load_plugins(
+    value: str | None, allowed: str | None, patched: bool
+) -> None:
     release = REPO / ".envs" / "sglang-0.5.11"
     if not release.is_dir():
         pytest.skip("sglang 0.5.11 overlay not built")
@@ -140,8 +158,9 @@ def test_sglang_plugin_entry_point_through_real_load_plugins(value: str | None, 
         env["AITER_NORM_GUARD"] = value
     if allowed is not None:
         env["SGLANG_PLUGINS"] = allowed
-    result = last_json(subprocess.run([sys.executable, "-c", PLUGIN_CODE], capture_output=True, text=True, env=env,
-                                      timeout=300))
+    result = last_json(
+        subprocess.run([sys.executable, "-c", PLUGIN_CODE], capture_output=True, text=True, env=env, timeout=300)
+    )
     assert result["patched"] is patched
     if patched:
         assert result["sources"] == ["sglang-plugin"]

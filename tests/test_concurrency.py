@@ -1,0 +1,59 @@
+"""install / uninstall / first import of sglang's layernorm from many threads, then calls from many threads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conftest import run_python
+
+CODE = """
+import json, random, threading, torch
+from aiter_norm_guard_emulation import EmulatedRocm
+EmulatedRocm().activate()
+import aiter_norm_guard
+from aiter_norm_guard._marker import WRAPPED_ATTR
+
+errors = []
+barrier = threading.Barrier(12)
+def churn(i):
+    try:
+        barrier.wait()
+        for j in range(20):
+            if i % 3 == 0:
+                import sglang.srt.layers.layernorm
+            elif (i + j) % 2:
+                aiter_norm_guard.install(force=True)
+            else:
+                aiter_norm_guard.uninstall()
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=churn, args=(i,)) for i in range(12)]
+for t in threads: t.start()
+for t in threads: t.join(120)
+hung = sum(t.is_alive() for t in threads)
+aiter_norm_guard.install(force=True)
+import sglang.srt.layers.layernorm as ln
+fn = ln.RMSNorm.__dict__["forward_aiter"]
+original = getattr(fn, WRAPPED_ATTR)
+one_wrapper = getattr(original, WRAPPED_ATTR, None) is None
+
+norm = ln.RMSNorm(128).to(torch.bfloat16)
+results = []
+def call(i):
+    q = torch.randn(256, 6144, dtype=torch.bfloat16)[:, :4096].view(256, 32, 128)
+    for _ in range(5):
+        results.append(bool(torch.equal(norm(q), norm.forward_native(q))))
+callers = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+for t in callers: t.start()
+for t in callers: t.join(120)
+print(json.dumps({"errors": errors, "hung": hung + sum(t.is_alive() for t in callers), "one_wrapper": one_wrapper,
+                  "calls_ok": sum(results), "calls": len(results)}))
+"""
+
+
+def test_threads_install_uninstall_import_and_call(layernorm: Any) -> None:
+    proc = run_python(CODE, timeout=300)  # bounded: a deadlock fails the test instead of hanging it
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"errors": [], "hung": 0, "one_wrapper": True, "calls_ok": 40, "calls": 40}

@@ -1,0 +1,132 @@
+"""Never breaking the host: aliasing inputs, internal failures, unreadable environment, hook failures."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import types
+from typing import Any
+
+import pytest
+import torch
+
+from aiter_norm_guard import guard as guard_module
+from aiter_norm_guard import hooks, settings
+from aiter_norm_guard_emulation import AiterKernelDouble, MemoryAccessFault
+from conftest import make_norm, original_forward
+
+DT = torch.bfloat16
+
+
+def snapshot(*ts: torch.Tensor) -> list[torch.Tensor]:
+    return [t.clone() for t in ts]
+
+
+def aliasing_cases() -> dict[str, tuple[torch.Tensor, ...]]:
+    buf = torch.randn(16, 2 * 128, dtype=DT)
+    x = torch.randn(4, 8, 128, dtype=DT)
+    return {
+        "residual_is_x": (x, x),
+        "shared_storage": (buf[:, :128].view(16, 1, 128), buf[:, 128:].view(16, 1, 128)),
+        "overlapping_views": (buf[:, :128], buf[:, 64:192]),
+        "expanded_residual": (x, torch.randn(1, 8, 128, dtype=DT).expand(4, 8, 128)),
+        "expanded_x_and_post": (
+            torch.randn(1, 1, 128, dtype=DT).expand(4, 8, 128),
+            x,
+            torch.randn(1, 8, 128, dtype=DT).expand(4, 8, 128),
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(aliasing_cases()))
+def test_callers_tensors_hold_what_the_original_leaves(
+    name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
+    args = aliasing_cases()[name]
+    norm = make_norm(rmsnorm, 128, DT)
+    before = snapshot(*args)
+    got = norm(*args)
+    # the original, called with contiguous 2-D copies, leaves its inputs as they were
+    copies = [a.contiguous().view(-1, 128) for a in args]
+    copies_before = snapshot(*copies)
+    want = original_forward(rmsnorm)(norm, *copies)
+    for c, b in zip(copies, copies_before, strict=True):
+        assert torch.equal(c, b)
+    for a, b in zip(args, before, strict=True):  # ... and so does the guard, bit for bit
+        assert torch.equal(a, b)
+    assert torch.equal(got[0].reshape(-1, 128), want[0]) and torch.equal(got[1].reshape(-1, 128), want[1])
+
+
+@pytest.mark.parametrize("bad", [None, "x", 3, [1.0, 2.0]])
+def test_non_tensor_argument_gets_the_original_behaviour(
+    bad: Any, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
+    norm = make_norm(rmsnorm, 128, DT)
+    with pytest.raises(Exception) as original_exc:
+        original_forward(rmsnorm)(norm, bad)
+    with pytest.raises(type(original_exc.value)):
+        norm(bad)
+    if bad is None:
+        return  # residual=None is the ordinary call
+    r = torch.randn(4, 128, dtype=DT)
+    with pytest.raises(Exception) as original_res:
+        original_forward(rmsnorm)(norm, r, bad)
+    with pytest.raises(type(original_res.value)):
+        norm(r, bad)
+
+
+def test_internal_failure_logs_once_and_passes_the_call_through(
+    rmsnorm: Any,
+    kernels: AiterKernelDouble,
+    guarded: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("layout logic exploded")
+
+    monkeypatch.setattr(guard_module, "as_rows", broken)
+    monkeypatch.setattr(guard_module, "plan_rows", broken)
+    from aiter_norm_guard import _log
+
+    monkeypatch.setattr(_log, "_seen", set())
+    norm = make_norm(rmsnorm, 128, DT)
+    q = torch.randn(64, 6144, dtype=DT)[:, :4096].view(64, 32, 128)
+    with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
+        for _ in range(3):  # the original's own behaviour: it faults on this view
+            with pytest.raises(MemoryAccessFault):
+                norm(q)
+        with pytest.raises(MemoryAccessFault):
+            norm(q, torch.randn(64, 32, 128, dtype=DT))
+    assert sum("internal error" in r.getMessage() for r in caplog.records) == 1
+    safe = torch.randn(4, 128, dtype=DT)
+    torch.testing.assert_close(norm(safe), norm.forward_native(safe))  # the safe path is unaffected
+
+
+def test_unreadable_environment_falls_back_to_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unreadable(dict):  # type: ignore[type-arg]
+        def get(self, *a: Any, **k: Any) -> Any:
+            raise OSError("environment unreadable")
+
+    monkeypatch.setattr(os, "environ", Unreadable())
+    assert settings.enabled().value is True
+    assert settings.row_strided().value is False
+
+
+def test_a_failing_hook_does_not_fail_the_import(caplog: pytest.LogCaptureFixture, tmp_path: Any) -> None:
+    (tmp_path / "victim_module_for_hooks.py").write_text("VALUE = 42\n")
+    sys.path.insert(0, str(tmp_path))
+
+    def boom(module: types.ModuleType) -> None:
+        raise RuntimeError("hook exploded")
+
+    try:
+        hooks.when_imported("victim_module_for_hooks", boom)
+        with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
+            import victim_module_for_hooks  # type: ignore[import-not-found]
+        assert victim_module_for_hooks.VALUE == 42
+        assert any("post-import hook for victim_module_for_hooks failed" in r.getMessage() for r in caplog.records)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("victim_module_for_hooks", None)

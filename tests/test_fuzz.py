@@ -2,7 +2,9 @@
 residual / post_residual_addition, through the release's real RMSNorm and the kernel double.
 
 Every guarded call equals ``forward_native`` on the same values (or raises the same exception
-type), and nothing that reaches the kernel double is an unsafe layout.  FUZZ_EXAMPLES sets the
+type) — except a post_residual_addition call that reaches the kernel, which equals the release's
+own ``forward_aiter`` on contiguous copies bit for bit (sglang's aiter path adds residual + post in
+the activation's dtype) — and nothing that reaches the kernel double is an unsafe layout.  FUZZ_EXAMPLES sets the
 number of examples (default 5000); the count run is written to results/fuzz.json.
 """
 
@@ -91,15 +93,22 @@ def test_fuzz_guarded_equals_forward_native(rmsnorm: Any, rocm: Any, guarded: No
         got = m(*args)
         for call in kernels.calls:
             assert not any(unsafe(t) for t in call.tensors.values()), (call.name, x.shape, x.stride())
-        tol = {"rtol": 2**-6, "atol": 2**-6} if post is not None else {}  # residual + post in the activation dtype
+        exact = post is not None and x.numel() > 0 and wdt == dtype
+        if exact:
+            # sglang's aiter path adds residual + post in the activation dtype, forward_native in fp32, so
+            # near cancellation they differ in every release; the oracle here is the release's own
+            # forward_aiter on 2-D contiguous copies, bit for bit.
+            kernels.reset()
+            out, res_out = original_forward(rmsnorm)(m, *(a.contiguous().view(-1, hidden) for a in args))
+            want = (out.view(shape), res_out.view(shape))
         if isinstance(want, tuple):
             assert isinstance(got, tuple)
             for g, w in zip(got, want, strict=True):
                 assert g.shape == w.shape and g.dtype == w.dtype
-                torch.testing.assert_close(g, w, **tol)
+                assert torch.equal(g, w) if exact else torch.testing.assert_close(g, w) is None
         else:
             assert got.shape == want.shape and got.dtype == want.dtype
-            torch.testing.assert_close(got, want, **tol)
+            torch.testing.assert_close(got, want)
 
     one()
     (REPO / "results").mkdir(exist_ok=True)

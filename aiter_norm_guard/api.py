@@ -35,6 +35,13 @@ def activate(source: str, force: bool = False) -> bool:
         if flag.value:  # a forced install never overrides an explicit "off" for children
             startup.inherit_to_children()
         PATCHER.install(allow_row_stride=settings.row_strided().value)
+        if source in ("import", "api") and not _sglang_importable():
+            # explicit use only: with AITER_NORM_GUARD=1 every non-sglang Python child would say it too
+            log_once(
+                "sglang-absent",
+                logging.WARNING,
+                "aiter_norm_guard: sglang is not installed here; nothing to guard until it is imported",
+            )
         return True
     except Exception:
         log_once(
@@ -43,6 +50,15 @@ def activate(source: str, force: bool = False) -> bool:
             "aiter_norm_guard: could not activate; sglang left as it was",
             exc_info=True,
         )
+        return False
+
+
+def _sglang_importable() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("sglang") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["sglang"] is None
         return False
 
 

@@ -3,7 +3,8 @@
 For the known signatures (``x, residual`` and ``x, residual, post_residual_addition``)
 the wrapper mirrors the original's parameters, so the common safe call — 2-D
 contiguous tensors of the weight's dtype — costs a few C-level checks and one Python
-call.  Everything else goes through :func:`_slow_call`, which canonicalizes with
+call; a residual-free call in an unsafe layout goes through :func:`_rows_call` (one copy or
+a view, then the original).  Everything else goes through :func:`_slow_call`, which canonicalizes with
 :mod:`aiter_norm_guard.layout` or routes to the module's own ``forward_native``.
 A failure inside the guard's own work logs once and makes the original call as it
 was, so the guard never turns the original's behaviour into another one.
@@ -27,6 +28,15 @@ Tensor = torch.Tensor
 Forward = Callable[..., Any]
 POST = "post_residual_addition"
 __all__ = ["WRAPPED_ATTR", "make_guarded_forward", "signature_kind", "weight_dtype"]
+
+
+def _internal_error() -> None:
+    log_once(
+        "guard-internal-error",
+        logging.WARNING,
+        "aiter_norm_guard: internal error while canonicalizing; passing the call through",
+        exc_info=True,
+    )
 
 
 def weight_dtype(module: Any) -> torch.dtype | None:
@@ -61,12 +71,7 @@ def _slow_call(
         else:
             plan = None
     except Exception:  # the guard's own failure: keep sglang's behaviour
-        log_once(
-            "guard-internal-error",
-            logging.WARNING,
-            "aiter_norm_guard: internal error while canonicalizing; passing the call through",
-            exc_info=True,
-        )
+        _internal_error()
         plan = None
     if plan is None:
         return original(module, x, residual, *args, **kwargs)
@@ -105,12 +110,7 @@ def _rows_call(
     try:
         rows = as_rows(x, allow_row_stride)
     except Exception:  # the guard's own failure: keep sglang's behaviour
-        log_once(
-            "guard-internal-error",
-            logging.WARNING,
-            "aiter_norm_guard: internal error while canonicalizing; passing the call through",
-            exc_info=True,
-        )
+        _internal_error()
         return original(module, x, None, *tail, **kwargs)
     out = original(module, rows, None, *tail, **kwargs)
     return out.view(x.shape) if rows is not x and isinstance(out, Tensor) else out
@@ -122,8 +122,9 @@ def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> F
     The result is a plain function (``functools.update_wrapper`` of the original), so
     ``torch.compile`` traces through it, and carries the original under
     :data:`WRAPPED_ATTR` for uninstall.  On every path the first checks are the
-    cheapest C-level ones; ``ok`` means "the kernel can take these values in some
-    layout" (non-empty, not 0-d, weight of the activation's dtype).
+    cheapest C-level ones: ``rank`` is ``x.dim()`` where the kernel can take these values
+    in some layout (non-empty, weight of the activation's dtype) and 0 where it cannot
+    (or ``x`` is 0-d or not a tensor), which sends the call to the slow path.
     """
     kind, has_post = signature_kind(original)
 
@@ -134,16 +135,16 @@ def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> F
 
         def guarded(self: Any, x: Any, residual: Any = None) -> Any:
             try:
-                ok = x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
+                rank = x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
             except Exception:
-                ok = False
-            if ok:
+                rank = 0
+            if rank:
                 if residual is None:
-                    if ok == 2 and x.is_contiguous():
+                    if rank == 2 and x.is_contiguous():
                         return original(self, x)
                     return _rows_call(original, allow_row_stride, self, x, (), {})
                 if (
-                    ok == 2
+                    rank == 2
                     and x.is_contiguous()
                     and residual.is_contiguous()
                     and residual.dtype is x.dtype
@@ -156,17 +157,17 @@ def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> F
 
         def guarded(self: Any, x: Any, residual: Any = None, post_residual_addition: Any = None) -> Any:  # type: ignore[misc]
             try:
-                ok = x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
+                rank = x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
             except Exception:
-                ok = False
-            if ok:
+                rank = 0
+            if rank:
                 if residual is None:
-                    if ok == 2 and x.is_contiguous():
+                    if rank == 2 and x.is_contiguous():
                         return original(self, x, None, post_residual_addition)
                     return _rows_call(original, allow_row_stride, self, x, (post_residual_addition,), {})
                 if (
                     post_residual_addition is None
-                    and ok == 2
+                    and rank == 2
                     and x.is_contiguous()
                     and residual.is_contiguous()
                     and residual.dtype is x.dtype
@@ -179,11 +180,11 @@ def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> F
 
         def guarded(self: Any, x: Any, residual: Any = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             try:
-                ok = residual is None and x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
+                rank = residual is None and x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
             except Exception:
-                ok = False
-            if ok:
-                if ok == 2 and x.is_contiguous():
+                rank = 0
+            if rank:
+                if rank == 2 and x.is_contiguous():
                     return original(self, x, None, *args, **kwargs)
                 return _rows_call(original, allow_row_stride, self, x, args, kwargs)
             return slow(self, x, residual, args, kwargs)

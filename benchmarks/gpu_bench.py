@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "gpu")
 import standin
 from aiter_norm_guard.guard import make_guarded_forward
 from aiter_norm_guard.patcher import Patcher
+from cuda_graphs import capture
 from probe import TARGET
 
 CUDA = torch.device("cuda")
@@ -32,16 +33,7 @@ def bench(fn) -> float:  # type: ignore[no-untyped-def]
 
 def graph_of(fn):  # type: ignore[no-untyped-def]
     """``fn`` captured in a CUDA graph, as sglang replays decode; returns the replay callable."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return g.replay
+    return capture(fn)[0]
 
 
 def interleaved(fns, rounds: int = 5):  # type: ignore[no-untyped-def]

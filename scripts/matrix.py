@@ -68,6 +68,24 @@ def run_release(release: str) -> tuple[dict[str, str], str]:
     return results, tail
 
 
+def summary(releases: list[str], table: dict[str, dict[str, str]]) -> str:
+    """Release x check (cases grouped): pass (count), n/a (count) or FAIL, as a Markdown table."""
+    groups: dict[str, dict[str, list[str]]] = {}
+    for r in releases:
+        for case, outcome in table[r].items():
+            groups.setdefault(case.split(":")[0], {}).setdefault(r, []).append(outcome)
+
+    def cell(vs: list[str]) -> str:
+        if "fail" in vs:
+            return f"{vs.count('fail')} FAIL"
+        passed, na = vs.count("pass"), vs.count("n/a")
+        return "n/a" if not passed else f"pass ({passed})" + (f", n/a ({na})" if na else "")
+
+    lines = ["| check | " + " | ".join(releases) + " |", "| --- |" + " --- |" * len(releases)]
+    lines += [f"| {g} | " + " | ".join(cell(row.get(r, [])) for r in releases) + " |" for g, row in groups.items()]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     table: dict[str, dict[str, str]] = {}
     for release in RELEASES:
@@ -80,6 +98,8 @@ def main() -> int:
         print(f"{c:<{width}}  " + "  ".join(f"{table[r].get(c, '-'):>6}" for r in RELEASES))
     OUT.mkdir(exist_ok=True)
     (OUT / "matrix.json").write_text(json.dumps({"releases": RELEASES, "table": table}, indent=2))
+    (OUT / "matrix.md").write_text(summary(RELEASES, table))
+    print("\n" + summary(RELEASES, table))
     failed = [(r, c) for r, row in table.items() for c, v in row.items() if v == "fail"]
     ran = sum(v == "pass" for row in table.values() for v in row.values())
     print(f"\nmatrix: {ran} passed, {len(failed)} failed across {len(RELEASES)} releases; results/matrix.json")

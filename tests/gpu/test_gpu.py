@@ -22,8 +22,9 @@ if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU", allow_module_level=True)
 
 import standin  # noqa: E402
-from aiter_norm_guard.cases import BY_NAME  # noqa: E402
+from aiter_norm_guard.cases import BY_NAME, CASES  # noqa: E402
 from aiter_norm_guard.patcher import Patcher  # noqa: E402
+from cuda_graphs import capture  # noqa: E402
 from probe import TARGET  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -51,19 +52,7 @@ def close(got: Any, want: Any, post: bool = False) -> None:
         torch.testing.assert_close(g, w, **tol)
 
 
-GPU_CASES = [
-    "qkv_q_view",
-    "qkv_k_view",
-    "residual_path",
-    "post_residual_path",
-    "zero_rows",
-    "zero_rows_residual",
-    "dtype_mismatch",
-    "noncontiguous_2d",
-    "contiguous_3d",
-    "safe_2d",
-    "safe_2d_residual",
-]
+GPU_CASES = [c.name for c in CASES]
 
 
 @pytest.mark.parametrize("name", GPU_CASES)
@@ -127,20 +116,12 @@ def test_memcheck_reports_oob_without_guard_and_is_clean_with_it() -> None:
     assert "ERROR SUMMARY: 0 errors" in summaries["guarded"], summaries
 
 
-def _graph_replay(m: standin.RMSNorm, inputs: list[torch.Tensor], fill: list[torch.Tensor], call: Any) -> None:
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            call()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = call()
+def _graph_replay(inputs: list[torch.Tensor], fill: list[torch.Tensor], call: Any) -> None:
+    replay, out = capture(call)
     for _ in range(3):  # refill the static inputs, replay, compare with eager
         for buf in fill:
             buf.copy_(torch.randn_like(buf))
-        graph.replay()
+        replay()
         torch.cuda.synchronize()
         close(out, call(), post=len(inputs) == 3)
 
@@ -154,7 +135,7 @@ def test_cuda_graph_capture_and_replay_match_eager(path: str, guard: Patcher) ->
     m = make(128)
     inputs = {"strided": [q], "residual": [q, res], "post_residual": [q, res, post]}[path]
     fill = {"strided": [qkv], "residual": [qkv, res], "post_residual": [qkv, res, post]}[path]
-    _graph_replay(m, inputs, fill, lambda: m(*inputs))
+    _graph_replay(inputs, fill, lambda: m(*inputs))
 
 
 class QNormBlock(torch.nn.Module):

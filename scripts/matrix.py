@@ -32,6 +32,7 @@ def case_of(name: str) -> str:
         "unguarded_release_faults_or_is_wrong": "bug_reproduced_unguarded",
         "guard_adds_no_second_copy": "no_second_copy",
         "safe_layout_reaches_kernel_as_the_same_object": "zero_copy_same_object",
+        "row_strided_mode_hands_the_callers_view_to_the_kernel": "row_strided_mode_zero_copy",
     }.get(m.group(1), m.group(1))
     return f"{short}:{m.group(2)}" if m.group(2) else short
 

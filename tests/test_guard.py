@@ -208,3 +208,32 @@ print(aiter_norm_guard.status()["targets"][0])
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("WARNING:aiter_norm_guard")]
     assert len(warnings) == 1 and "not found" in warnings[0]
     assert "'found': False" in proc.stdout and "'patched': False" in proc.stdout
+
+
+def test_row_strided_mode_hands_the_callers_view_to_the_kernel(
+    rmsnorm: Any, kernels: AiterKernelDouble, guarded: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AITER_NORM_GUARD_ROW_STRIDED=1: a 2-D row-strided view reaches aiter as itself, no copy."""
+    if version_tuple(sglang_version()) >= (0, 5, 11):
+        pytest.skip(f"n/a: sglang {sglang_version()} copies non-contiguous x itself")
+    import aiter_norm_guard
+
+    qkv = torch.randn(64, 6144, dtype=DTYPE)
+    view = qkv[:, :4096]  # unit last stride, row pitch 6144
+    norm = make_norm(rmsnorm, 4096, DTYPE)
+    monkeypatch.setenv("AITER_NORM_GUARD_ROW_STRIDED", "1")
+    aiter_norm_guard.uninstall()
+    try:
+        assert aiter_norm_guard.install(force=True)["row_strided"] is True
+        kernels.compute = False
+        with CopyCounter() as counter:
+            norm(view)
+        assert counter.copies == 0
+        (call,) = kernels.calls
+        assert call.tensors["input"] is view
+        kernels.compute = True
+        torch.testing.assert_close(norm(view), norm.forward_native(view))
+    finally:
+        monkeypatch.delenv("AITER_NORM_GUARD_ROW_STRIDED")
+        aiter_norm_guard.uninstall()
+        assert aiter_norm_guard.install(force=True)["row_strided"] is False

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,9 +90,10 @@ def summary(releases: list[str], table: dict[str, dict[str, str]]) -> str:
 
 def main() -> int:
     table: dict[str, dict[str, str]] = {}
-    for release in RELEASES:
-        table[release], tail = run_release(release)
-        print(f"sglang {release}: {tail}", flush=True)
+    with ThreadPoolExecutor(max_workers=int(os.environ.get("MATRIX_JOBS", "2"))) as pool:  # one interpreter each
+        for release, (results, tail) in zip(RELEASES, pool.map(run_release, RELEASES), strict=True):
+            table[release] = results
+            print(f"sglang {release}: {tail}", flush=True)
     cases = sorted({c for row in table.values() for c in row})
     width = max(len(c) for c in cases)
     print(f"\n{'case':<{width}}  " + "  ".join(f"{r:>6}" for r in RELEASES))

@@ -19,12 +19,23 @@ if ! cmp -s requirements/base.txt .venv/.installed 2>/dev/null; then
   quiet .venv/bin/pip install -q -r requirements/base.txt
   cp requirements/base.txt .venv/.installed
 fi
+overlay() {  # one release's overlay; runs in the background, several at once (downloads dominate)
+  local v=$1 dir=.envs/sglang-$1
+  rm -rf "$dir"
+  quiet .venv/bin/pip install -q --no-deps --target "$dir" -r "requirements/sglang-$v.txt" > "$dir.log" 2>&1 \
+    && cp "requirements/sglang-$v.txt" "$dir/.installed" && rm -f "$dir.log"
+}
+mkdir -p .envs
+pids=()
 for v in $RELEASES; do
-  dir=.envs/sglang-$v
-  if ! cmp -s "requirements/sglang-$v.txt" "$dir/.installed" 2>/dev/null; then
-    echo "setup: sglang $v overlay ($dir)"
-    rm -rf "$dir"
-    quiet .venv/bin/pip install -q --no-deps --target "$dir" -r "requirements/sglang-$v.txt"
-    cp "requirements/sglang-$v.txt" "$dir/.installed"
+  if ! cmp -s "requirements/sglang-$v.txt" ".envs/sglang-$v/.installed" 2>/dev/null; then
+    echo "setup: sglang $v overlay (.envs/sglang-$v)"
+    overlay "$v" & pids+=($!)
   fi
 done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+for v in $RELEASES; do
+  [ -f ".envs/sglang-$v/.installed" ] || { echo "setup: sglang $v overlay failed:"; cat ".envs/sglang-$v.log" 2>/dev/null; failed=1; }
+done
+exit "$failed"

@@ -10,7 +10,8 @@ from typing import Any
 
 def _classes(cls: type) -> Iterator[type]:
     yield cls
-    for sub in cls.__subclasses__():
+    sub: type
+    for sub in type.__subclasses__(cls):
         yield from _classes(sub)
 
 

@@ -47,7 +47,7 @@ def _row_index(t: torch.Tensor, m: int, n: int, what: str, dtype: torch.dtype) -
     plain element count, whatever ``t``'s own dtype is.
     """
     flat = _flat(t, dtype)
-    base = t.storage_offset() * t.element_size() // flat.element_size()
+    base = int(t.storage_offset()) * t.element_size() // flat.element_size()
     pitch = t.stride(0)
     last = base + (m - 1) * pitch + (n - 1)
     if base < 0 or last >= flat.numel() or last < 0:

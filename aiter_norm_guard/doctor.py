@@ -133,7 +133,7 @@ def diagnose() -> dict[str, Any]:
     plugin = _plugin()
     children = startup.children_inherit(raw, use_current=False)
     plugin_route = plugin["allowed"] and version_tuple(sg["version"]) >= (0, 5, 11)
-    explicit_on = (raw or "").strip().lower() in settings.TRUE_WORDS
+    explicit_on = settings.is_on(raw)
     if not flag.value:
         verdict, ok = "disabled", True
     elif not sg["installed"]:

@@ -43,19 +43,24 @@ def parse_flag(name: str, raw: str | None, default: bool, default_reason: str) -
     return Flag(default, f"{name}={raw!r} not understood; default: {default_reason}")
 
 
+def is_on(raw: str | None) -> bool:
+    """True only for an explicit on-word (``1/true/yes/on``, any case)."""
+    return (raw or "").strip().lower() in TRUE_WORDS
+
+
+def read(name: str) -> str | None:
+    """The variable's raw value; None when unset or when the environment cannot be read."""
+    try:
+        return os.environ.get(name)
+    except Exception:  # an unreadable environment must not break the host
+        return None
+
+
 def enabled(default_reason: str = "unset: enabled by the import") -> Flag:
     """Whether the guard may patch in this process."""
-    try:
-        raw = os.environ.get(ENABLE_VAR)
-    except Exception:  # an unreadable environment must not break the host
-        raw = None
-    return parse_flag(ENABLE_VAR, raw, True, default_reason)
+    return parse_flag(ENABLE_VAR, read(ENABLE_VAR), True, default_reason)
 
 
 def row_strided() -> Flag:
     """Whether 2-D row-strided views go to the kernel without a copy (opt-in)."""
-    try:
-        raw = os.environ.get(ROW_STRIDE_VAR)
-    except Exception:
-        raw = None
-    return parse_flag(ROW_STRIDE_VAR, raw, False, "unset: off")
+    return parse_flag(ROW_STRIDE_VAR, read(ROW_STRIDE_VAR), False, "unset: off")

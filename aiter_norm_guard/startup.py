@@ -13,7 +13,7 @@ import os
 import site
 import sys
 
-from aiter_norm_guard.settings import ENABLE_VAR, TRUE_WORDS
+from aiter_norm_guard.settings import ENABLE_VAR, is_on
 
 #: The switch as this process found it, before the guard set it on for children.
 ENV_AT_START = os.environ.get(ENABLE_VAR)
@@ -46,8 +46,7 @@ def startup_file() -> str | None:
 
 def inherit_to_children() -> None:
     """Make children inherit the guard by setting the switch on in this process's environment."""
-    raw = os.environ.get(ENABLE_VAR, "")
-    if raw.strip().lower() not in TRUE_WORDS:
+    if not is_on(os.environ.get(ENABLE_VAR)):
         os.environ[ENABLE_VAR] = "1"
 
 
@@ -60,9 +59,8 @@ def children_inherit(raw: str | None = None, use_current: bool = True) -> dict[s
     if use_current:
         raw = os.environ.get(ENABLE_VAR)
     path = startup_file()
-    on = raw is not None and raw.strip().lower() in TRUE_WORDS
     return {
-        "inherit": bool(on and path),
+        "inherit": bool(is_on(raw) and path),
         "env": raw,
         "startup_file": path,
         "python_reads_start_files": sys.version_info >= (3, 15),

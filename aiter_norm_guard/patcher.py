@@ -64,11 +64,11 @@ class Patcher:
             self.allow_row_stride = allow_row_stride
             pending = [t for t in self.targets if t.module not in self._hooked]
             self._hooked.update(t.module for t in pending)
-        for target in pending:  # outside our lock: wrapt may call back at once
+        for target in pending:  # outside our lock: wrapt calls back at once if the module is imported
             hooks.when_imported(target.module, self._make_hook(target))
-        for target in self.targets:
+        for target in self.targets:  # hooks fire once: a re-install patches imported modules itself
             mod = sys.modules.get(target.module)
-            if mod is not None:
+            if mod is not None and target not in pending:
                 self._patch(target, mod)
 
     def uninstall(self) -> None:

@@ -119,6 +119,12 @@ CASES: tuple[Case, ...] = (
 BY_NAME = {c.name: c for c in CASES}
 
 
+def weight(hidden: int, dtype: torch.dtype, device: torch.device | None = None) -> Tensor:
+    """A reproducible non-trivial RMSNorm weight (1 + 0.1 N(0, 1), seeded by ``hidden``)."""
+    gen = torch.Generator().manual_seed(hidden)
+    return (1 + 0.1 * torch.randn(hidden, generator=gen)).to(device=device, dtype=dtype)
+
+
 def describe(t: Tensor | None) -> str:
     """``shape / stride`` text for a report."""
     if t is None:

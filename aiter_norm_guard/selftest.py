@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from aiter_norm_guard.cases import BY_NAME, CASES, CaseInputs, describe
+from aiter_norm_guard.cases import BY_NAME, CASES, CaseInputs, describe, weight
 
 FAULT_EXIT = 3
 
@@ -53,9 +53,7 @@ def _close(got: Any, want: Any, post: bool) -> bool:
 def _build(rmsnorm: Any, name: str, tokens: int, device: torch.device) -> tuple[Any, CaseInputs]:
     inp = BY_NAME[name].build(tokens, torch.bfloat16, device, torch.Generator().manual_seed(0))
     norm = rmsnorm(inp.hidden, eps=1e-6).to(device)
-    gen = torch.Generator().manual_seed(inp.hidden)
-    norm.weight.data = (1 + 0.1 * torch.randn(inp.hidden, generator=gen)).to(inp.weight_dtype or torch.bfloat16)
-    norm.weight.data = norm.weight.data.to(device)
+    norm.weight.data = weight(inp.hidden, inp.weight_dtype or torch.bfloat16, device)
     return norm, inp
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import aiter_norm_guard
+from aiter_norm_guard.cases import weight
 from aiter_norm_guard.guard import WRAPPED_ATTR
 from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
 
@@ -88,8 +89,7 @@ def original_forward(rmsnorm: Any) -> Any:
 
 def make_norm(rmsnorm: Any, hidden: int, dtype: torch.dtype, weight_dtype: torch.dtype | None = None) -> Any:
     m = rmsnorm(hidden, eps=1e-6)
-    gen = torch.Generator().manual_seed(hidden)
-    m.weight.data = (1 + 0.1 * torch.randn(hidden, generator=gen)).to(weight_dtype or dtype)
+    m.weight.data = weight(hidden, weight_dtype or dtype)
     return m
 
 

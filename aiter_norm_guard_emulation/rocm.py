@@ -27,15 +27,34 @@ class _DeviceProperties:
     name = "AMD Instinct MI300X (emulated)"
 
 
-def _aiter_module(kernels: AiterKernelDouble) -> types.ModuleType:
-    mod = types.ModuleType("aiter")
-    mod.__doc__ = "aiter_norm_guard emulation: memory-faithful RMSNorm kernel double"
-    mod.__version__ = "0.0.0+emulated"  # type: ignore[attr-defined]
-    mod.rmsnorm2d_fwd = kernels.rmsnorm2d_fwd  # type: ignore[attr-defined]
-    mod.rmsnorm2d_fwd_with_add = kernels.rmsnorm2d_fwd_with_add  # type: ignore[attr-defined]
-    mod.layernorm2d_fwd = kernels.layernorm2d_fwd  # type: ignore[attr-defined]
-    mod.__aiter_norm_guard_emulated__ = True  # type: ignore[attr-defined]
-    return mod
+AITER_MODULES = (
+    "aiter",
+    "aiter.ops",
+    "aiter.ops.rmsnorm",
+    "aiter.ops.triton",
+    "aiter.ops.triton.fused_add_rmsnorm_pad",
+)
+
+
+def _aiter_modules(kernels: AiterKernelDouble) -> dict[str, types.ModuleType]:
+    """``aiter`` and the submodules sglang's norm entries import from, backed by ``kernels``."""
+    fns = kernels.functions()
+    mods = {name: types.ModuleType(name) for name in AITER_MODULES}
+    for name, mod in mods.items():
+        mod.__doc__ = f"aiter_norm_guard emulation ({kernels.build} build): memory-faithful norm kernel double"
+        mod.__path__ = []  # type: ignore[attr-defined]
+        mod.__aiter_norm_guard_emulated__ = True  # type: ignore[attr-defined]
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(mods[parent], child, mod)
+    top = mods["aiter"]
+    top.__version__ = "0.1.17+emulated" if kernels.build == "legacy" else "0.1.18+emulated"  # type: ignore[attr-defined]
+    for fn in ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add", "layernorm2d_fwd"):
+        setattr(top, fn, fns[fn])
+    for fn in ("rmsnorm_quant", "add_rmsnorm_quant", "rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add"):
+        setattr(mods["aiter.ops.rmsnorm"], fn, fns[fn])
+    mods["aiter.ops.triton.fused_add_rmsnorm_pad"].fused_add_rmsnorm_pad = fns["fused_add_rmsnorm_pad"]  # type: ignore[attr-defined]
+    return mods
 
 
 def _legacy_triton_shims() -> None:
@@ -84,14 +103,14 @@ class EmulatedRocm:
         self._saved = {
             "hip": torch.version.hip,
             "env": os.environ.get("SGLANG_USE_AITER"),
-            "aiter": sys.modules.get("aiter"),
+            "aiter": {name: sys.modules.get(name) for name in AITER_MODULES},
             "vllm": (sys.modules.get("vllm"), sys.modules.get("vllm._custom_ops")),
             "props": torch.cuda.get_device_properties,
             "amx": getattr(cpu_mod, "_is_amx_tile_supported", None),
         }
         torch.version.hip = EMULATED_HIP_VERSION  # type: ignore[misc]
         os.environ["SGLANG_USE_AITER"] = "1"
-        sys.modules["aiter"] = _aiter_module(self.kernels)
+        sys.modules.update(_aiter_modules(self.kernels))
         if self._saved["vllm"][0] is None:
             vllm = _vllm_ops_module()
             sys.modules["vllm"], sys.modules["vllm._custom_ops"] = vllm, vllm._custom_ops
@@ -110,10 +129,11 @@ class EmulatedRocm:
             os.environ.pop("SGLANG_USE_AITER", None)
         else:
             os.environ["SGLANG_USE_AITER"] = self._saved["env"]
-        if self._saved["aiter"] is None:
-            sys.modules.pop("aiter", None)
-        else:
-            sys.modules["aiter"] = self._saved["aiter"]
+        for name, mod in self._saved["aiter"].items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
         if self._saved["vllm"][0] is None:
             sys.modules.pop("vllm", None)
             sys.modules.pop("vllm._custom_ops", None)

@@ -1,194 +1,188 @@
-"""The guarded ``forward_aiter``: a plain function wrapping the release's original.
+"""Build a guarded entry from its :class:`~aiter_norm_guard.targets.Target` declaration.
 
-For the known signatures (``x, residual`` and ``x, residual, post_residual_addition``)
-the wrapper mirrors the original's parameters, so the common safe call — 2-D
-contiguous tensors of the weight's dtype — costs a few C-level checks and one Python
-call; a residual-free call in an unsafe layout goes through :func:`_rows_call` (one copy or
-a view, then the original).  Everything else goes through :func:`_slow_call`, which canonicalizes with
-:mod:`aiter_norm_guard.layout` or routes to the module's own ``forward_native``.
-A failure inside the guard's own work logs once and makes the original call as it
-was, so the guard never turns the original's behaviour into another one.
+The result is a plain function with the original's exact signature (``torch.compile``
+traces through it; a wrapt ``FunctionWrapper`` would be dropped by Dynamo).  Its fast path
+(:mod:`aiter_norm_guard.codegen`) calls the original at once when every tensor already meets
+the kernel contract; everything else goes to :meth:`Guard.slow`, which canonicalizes with
+:mod:`aiter_norm_guard.layout`, routes to the entry's fallback, or passes the call through
+untouched.  Only the guard's own failures fall back to the original call (each distinct one
+logged once); exceptions of the original or the fallback reach the caller unchanged.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from aiter_norm_guard import codegen, layout
 from aiter_norm_guard._log import log_once
-from aiter_norm_guard._marker import WRAPPED_ATTR
-from aiter_norm_guard.layout import as_rows, needs_reference, plan_rows
+from aiter_norm_guard.registry import guard_of, original_of, register
+from aiter_norm_guard.targets import Target
 
 Tensor = torch.Tensor
 Forward = Callable[..., Any]
-POST = "post_residual_addition"
-__all__ = ["WRAPPED_ATTR", "make_guarded_forward", "signature_kind", "weight_dtype"]
+__all__ = ["Guard", "guard_of", "make_guarded", "original_of", "tensor_attr"]
 
 
-def _internal_error() -> None:
+def tensor_attr(obj: Any, names: tuple[str, ...]) -> Tensor | None:
+    """The first of ``names`` that is a tensor on ``obj`` (parameter, buffer or plain attribute)."""
+    for name in names:
+        for store in (getattr(obj, "_parameters", None), getattr(obj, "_buffers", None), getattr(obj, "__dict__", {})):
+            value = store.get(name) if isinstance(store, dict) else None
+            if isinstance(value, Tensor):
+                return value
+    return None
+
+
+def own_failure(target: str, exc: BaseException) -> None:
+    """Log one of the guard's own failures, once per distinct failure (type and place)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
     log_once(
-        "guard-internal-error",
+        f"own-failure:{target}:{type(exc).__name__}:{where}",
         logging.WARNING,
-        "aiter_norm_guard: internal error while canonicalizing; passing the call through",
-        exc_info=True,
+        "aiter_norm_guard: internal error in the guard of %s (%s: %s at %s); the call went to sglang unchanged",
+        target,
+        type(exc).__name__,
+        exc,
+        where,
     )
 
 
-def weight_dtype(module: Any) -> torch.dtype | None:
-    """The module's weight dtype, avoiding ``nn.Module.__getattr__`` on the common path."""
-    try:
-        return module._parameters["weight"].dtype  # type: ignore[no-any-return]
-    except (KeyError, AttributeError, TypeError):
-        w = getattr(module, "weight", None)
-        return w.dtype if isinstance(w, Tensor) else None
+class Guard:
+    """One guarded entry: the original, its declaration, and the switch ``uninstall`` turns off."""
+
+    def __init__(self, original: Forward, target: Target, allow_row_stride: bool = False) -> None:
+        self.original = original
+        self.target = target
+        self.allow_row_stride = allow_row_stride
+        self.enabled = True
+        c = target.contract
+        self.sig = inspect.signature(original)
+        names = [p.name for p in self.sig.parameters.values() if p.kind in codegen._POSITIONAL]
+        self.is_method = "." in target.attribute
+        self.self_name = names[0] if self.is_method and names else None
+        if c.x not in names:
+            raise LookupError(f"{target.name}{self.sig} has no parameter {c.x!r}")
+        self.x_index = names.index(c.x)
+        self.like_index = tuple(names.index(n) for n in c.like_x if n in names)
+        self.like_names = tuple(n for n in c.like_x if n in names)
+        self.weight_specs = tuple(self._weight_spec(w, names) for w in c.weights)
+        self.kernel_dtypes = tuple(getattr(torch, d) for d in c.kernel_dtypes)
+        self.fallback_index = tuple(names.index(n) for n in target.fallback_params if n in names)
+        self.names = names
+        self._fallback_fn = self._resolve_fallback(target.fallback)
+
+    def _weight_spec(self, spec: str, names: list[str]) -> tuple[str, ...] | int:
+        if spec.startswith("self."):
+            if self.self_name is None:
+                raise LookupError(f"{self.target.name}: {spec!r} needs a method")
+            return tuple(part.split(".", 1)[1] for part in spec.split("|"))
+        if spec not in names:
+            raise LookupError(f"{self.target.name}{self.sig} has no parameter {spec!r}")
+        return names.index(spec)
+
+    @staticmethod
+    def _resolve_fallback(fallback: str) -> Callable[..., Any] | None:
+        if fallback.startswith("self."):
+            return None
+        module, _, name = fallback.partition(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+    # -- the slow path -----------------------------------------------------------
+    def weights(self, values: tuple[Any, ...]) -> list[Any]:
+        """The tensors the kernel would read as the weight (and bias), or None where absent."""
+        return [
+            values[spec] if isinstance(spec, int) else tensor_attr(values[0], spec) for spec in self.weight_specs
+        ]
+
+    def decide(self, values: tuple[Any, ...]) -> tuple[str, Any] | None:
+        """``("fallback", reason)``, ``("call", plan)``, or None to pass the call through untouched."""
+        x = values[self.x_index]
+        like = [values[i] for i in self.like_index if values[i] is not None]
+        if not isinstance(x, Tensor) or not all(isinstance(t, Tensor) for t in like):
+            return None  # not ours to judge: the original behaves as it does
+        c, module = self.target.contract, values[0] if self.is_method else None
+        if self.kernel_dtypes and (
+            x.dtype not in self.kernel_dtypes or (c.dtype_attr and x.dtype != getattr(module, c.dtype_attr, None))
+        ):
+            return None  # the entry takes its own native path for these dtypes
+        weights = self.weights(values)
+        if not all(isinstance(w, Tensor) for w in weights):
+            return None
+        if x.dim() == 0:
+            return ("fallback", layout.RANK_ZERO)
+        if c.pad and getattr(module, "_fused_pad_kernel", None) is not None and getattr(module, "x_pad_to_multiple", 0):
+            # Triton reads both strides and the weight in its own dtype; it only needs n weight elements
+            short = any(w.numel() != x.shape[-1] for w in weights)
+            return ("fallback", layout.HIDDEN_SIZE) if short else None
+        reason = layout.refusal(x, like, weights)
+        if reason is not None:
+            return ("fallback", reason)
+        p = layout.plan(x, like, self.allow_row_stride and not c.keep_rank, c.keep_rank)
+        if all(new is old for new, old in zip(p.tensors, (x, *like), strict=True)):
+            return None
+        return ("call", p)
+
+    def fallback(self, values: tuple[Any, ...], keywords: dict[str, Any], reason: str) -> Any:
+        """The entry's fallback: the module's own method, or a fallback function of this package."""
+        if self._fallback_fn is None:
+            method = getattr(values[0], self.target.fallback.split(".", 1)[1])
+            return method(*(values[i] for i in self.fallback_index))
+        bound = {**dict(zip(self.names, values, strict=False)), **keywords}
+        return self._fallback_fn(self.original, bound, reason)
+
+    def slow(self, values: tuple[Any, ...], keywords: dict[str, Any]) -> Any:
+        if not self.enabled:
+            return self.original(*values, **keywords)
+        try:
+            action = self.decide(values)
+        except Exception as exc:  # the guard's own failure: keep sglang's behaviour
+            own_failure(self.target.name, exc)
+            action = None
+        if action is None:
+            return self.original(*values, **keywords)
+        kind, detail = action
+        if kind == "fallback":
+            return self.fallback(values, keywords, detail)
+        new = list(values)
+        for i, t in zip((self.x_index, *self.like_present(values)), detail.tensors, strict=True):
+            new[i] = t
+        result = self.original(*new, **keywords)
+        try:
+            return detail.restore(result)
+        except Exception as exc:
+            own_failure(self.target.name, exc)
+            return result
+
+    def like_present(self, values: tuple[Any, ...]) -> tuple[int, ...]:
+        return tuple(i for i in self.like_index if values[i] is not None)
+
+    # -- the function ------------------------------------------------------------
+    def build(self) -> Forward:
+        """The guarded function: fast path compiled from the declaration, ``slow`` behind it."""
+        c, name = self.target.contract, self.original.__name__
+        ns: dict[str, Any] = {
+            "_original": self.original,
+            "_slow": self.slow,
+            "_tensor_attr": tensor_attr,
+            "_no_keywords": {},
+        }
+        like = tuple(n for n in c.like_x if n in self.names)
+        src = codegen.fast_path_source(name, self.sig, ns, c.x, like, c.weights, self.self_name)
+        fn = codegen.compile_function(src, ns, name, f"<aiter_norm_guard {self.target.name}>")
+        functools.update_wrapper(fn, self.original)
+        register(fn, self)
+        return fn
 
 
-def _slow_call(
-    original: Forward,
-    allow_row_stride: bool,
-    has_post: bool,
-    module: Any,
-    x: Any,
-    residual: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    """Canonicalize, route to ``forward_native``, or pass the call through untouched."""
-    post_in_args = has_post and len(args) > 0
-    post = args[0] if post_in_args else (kwargs.get(POST) if has_post else None)
-    try:
-        used_post = post if residual is not None else None
-        if isinstance(x, Tensor) and all(t is None or isinstance(t, Tensor) for t in (residual, used_post)):
-            wdt = weight_dtype(module)
-            if needs_reference(x, x.dtype if wdt is None else wdt, residual, used_post):
-                return module.forward_native(x, residual) if post is None else module.forward_native(x, residual, post)
-            plan = plan_rows(x, residual, used_post, allow_row_stride)
-        else:
-            plan = None
-    except Exception:  # the guard's own failure: keep sglang's behaviour
-        _internal_error()
-        plan = None
-    if plan is None:
-        return original(module, x, residual, *args, **kwargs)
-    if used_post is not None:
-        if post_in_args:
-            args = (plan.post, *args[1:])
-        else:
-            kwargs = {**kwargs, POST: plan.post}
-    return plan.restore(original(module, plan.x, plan.residual, *args, **kwargs))
-
-
-def signature_kind(original: Forward) -> tuple[str, bool]:
-    """The wrapper shape for ``original``, and whether it takes ``post_residual_addition``.
-
-    ``"x_residual"`` / ``"x_residual_post"`` for the exact parameter lists of released
-    sglang (all defaults ``None``), ``"generic"`` for anything else.
-    """
-    try:
-        params = list(inspect.signature(original).parameters.values())
-    except (TypeError, ValueError):
-        return "generic", False
-    names = [p.name for p in params]
-    has_post = len(names) > 3 and names[3] == POST and params[3].kind is params[3].POSITIONAL_OR_KEYWORD
-    plain = all(p.kind is p.POSITIONAL_OR_KEYWORD and (i < 2 or p.default is None) for i, p in enumerate(params))
-    if plain and names == ["self", "x", "residual"]:
-        return "x_residual", False
-    if plain and names == ["self", "x", "residual", POST]:
-        return "x_residual_post", True
-    return "generic", has_post
-
-
-def _rows_call(
-    original: Forward, allow_row_stride: bool, module: Any, x: Tensor, tail: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """No residual, kernel-compatible dtype and size, unsafe layout: canonicalize ``x`` only."""
-    try:
-        rows = as_rows(x, allow_row_stride)
-    except Exception:  # the guard's own failure: keep sglang's behaviour
-        _internal_error()
-        return original(module, x, None, *tail, **kwargs)
-    out = original(module, rows, None, *tail, **kwargs)
-    return out.view(x.shape) if rows is not x and isinstance(out, Tensor) else out
-
-
-def make_guarded_forward(original: Forward, allow_row_stride: bool = False) -> Forward:
-    """Build the guarded replacement for ``RMSNorm.forward_aiter``.
-
-    The result is a plain function (``functools.update_wrapper`` of the original), so
-    ``torch.compile`` traces through it, and carries the original under
-    :data:`WRAPPED_ATTR` for uninstall.  On every path the first checks are the
-    cheapest C-level ones: ``rank`` is ``x.dim()`` where the kernel can take these values
-    in some layout (non-empty, weight of the activation's dtype) and 0 where it cannot
-    (or ``x`` is 0-d or not a tensor), which sends the call to the slow path.
-    """
-    kind, has_post = signature_kind(original)
-
-    def slow(module: Any, x: Any, residual: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return _slow_call(original, allow_row_stride, has_post, module, x, residual, args, kwargs)
-
-    if kind == "x_residual":
-
-        def guarded(self: Any, x: Any, residual: Any = None) -> Any:
-            try:
-                rank = x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
-            except Exception:
-                rank = 0
-            if rank:
-                if residual is None:
-                    if rank == 2 and x.is_contiguous():
-                        return original(self, x)
-                    return _rows_call(original, allow_row_stride, self, x, (), {})
-                if (
-                    rank == 2
-                    and x.is_contiguous()
-                    and residual.is_contiguous()
-                    and residual.dtype is x.dtype
-                    and residual.shape == x.shape
-                ):
-                    return original(self, x, residual)
-            return slow(self, x, residual, (), {})
-
-    elif kind == "x_residual_post":
-
-        def guarded(self: Any, x: Any, residual: Any = None, post_residual_addition: Any = None) -> Any:  # type: ignore[misc]
-            try:
-                rank = x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
-            except Exception:
-                rank = 0
-            if rank:
-                if residual is None:
-                    if rank == 2 and x.is_contiguous():
-                        return original(self, x, None, post_residual_addition)
-                    return _rows_call(original, allow_row_stride, self, x, (post_residual_addition,), {})
-                if (
-                    post_residual_addition is None
-                    and rank == 2
-                    and x.is_contiguous()
-                    and residual.is_contiguous()
-                    and residual.dtype is x.dtype
-                    and residual.shape == x.shape
-                ):
-                    return original(self, x, residual)
-            return slow(self, x, residual, (post_residual_addition,), {})
-
-    else:
-
-        def guarded(self: Any, x: Any, residual: Any = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            try:
-                rank = residual is None and x.numel() and x.dtype is self._parameters["weight"].dtype and x.dim()
-            except Exception:
-                rank = 0
-            if rank:
-                if rank == 2 and x.is_contiguous():
-                    return original(self, x, None, *args, **kwargs)
-                return _rows_call(original, allow_row_stride, self, x, args, kwargs)
-            return slow(self, x, residual, args, kwargs)
-
-    functools.update_wrapper(guarded, original)
-    setattr(guarded, WRAPPED_ATTR, original)
-    return guarded
+def make_guarded(original: Forward, target: Target, allow_row_stride: bool = False) -> Forward:
+    """The guarded replacement for ``original`` (a plain function; see :class:`Guard`)."""
+    return Guard(original, target, allow_row_stride).build()

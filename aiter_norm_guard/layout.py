@@ -1,19 +1,30 @@
-"""Pure layout logic: the rows aiter's RMSNorm kernel can read, and how to give results back.
+"""Pure layout logic: what aiter's norm kernels can read, and how to give results back.
 
-aiter's HIP kernel takes ``n = size(1)``, ``m = numel // n`` and ``stride(0)`` as the
-row pitch, assumes a unit last stride, reads the weight in the activation's dtype and
-cannot launch zero rows.  This module turns any activation into that form — the same
-object when it already is, a view when one exists, else exactly one copy — and keeps
-the plan to restore each caller's shape.  It knows nothing of sglang or of patching.
+aiter's HIP and CK norm kernels take ``n = size(1)`` (CK: ``size(-1)``), ``m = numel // n``
+and ``stride(0)`` as the row pitch of every tensor, assume a unit last stride, read the
+weight (and bias) as ``n`` elements of the activation's dtype without checking its length,
+and cannot launch zero rows.  This module says when no layout can make such a kernel right
+(:func:`refusal`), and otherwise turns the activation and the tensors indexed with its rows
+into that form (:func:`plan`): the same object when it already is, a view when one exists,
+else exactly one copy.  It knows nothing of sglang or of patching.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
 Tensor = torch.Tensor
+
+#: Why a call cannot go to the kernel in any layout (the entry's fallback runs instead).
+ZERO_ROWS = "zero rows"
+RANK_ZERO = "rank 0"
+WEIGHT_DTYPE = "weight dtype differs from the activation's"
+HIDDEN_SIZE = "weight length differs from the hidden size"
+STRIDED_WEIGHT = "weight is not contiguous"
+ROWS_MISMATCH = "residual differs from the activation in shape or dtype"
 
 
 def is_row_strided(t: Tensor) -> bool:
@@ -36,63 +47,61 @@ def as_rows(t: Tensor, allow_row_stride: bool = False) -> Tensor:
     return t.contiguous().view(-1, t.size(-1))
 
 
-def needs_reference(x: Tensor, weight_dtype: torch.dtype, residual: Tensor | None, post: Tensor | None) -> bool:
-    """True where no layout can make the kernel right, so the reference path must run.
+def weight_refusal(hidden: int, dtype: torch.dtype, weights: Sequence[Tensor]) -> str | None:
+    """Why the kernel would misread one of ``weights`` for rows of ``hidden`` elements of ``dtype``."""
+    for w in weights:
+        if w.dtype != dtype:
+            return WEIGHT_DTYPE
+        if w.numel() != hidden:
+            return HIDDEN_SIZE
+        if not w.is_contiguous():
+            return STRIDED_WEIGHT
+    return None
 
-    Zero elements (the kernel cannot launch an empty grid), rank 0, a weight or a
-    residual whose dtype differs from the activation's (the kernel reads them in the
-    activation's dtype), or a residual / post-residual addition that does not match
-    ``x`` element for element (the kernel indexes them with ``x``'s rows).
+
+def refusal(x: Tensor, like_x: Sequence[Tensor], weights: Sequence[Tensor]) -> str | None:
+    """Why no layout can make the kernel right for these tensors, or None.
+
+    Zero elements (no grid to launch), rank 0, a weight the kernel would misread (another
+    dtype, another length than ``x``'s last dimension, a stride), or a tensor indexed with
+    ``x``'s rows (``like_x``: residual, post-residual addition) of another shape or dtype.
     """
-    if x.dim() == 0 or x.numel() == 0 or x.dtype != weight_dtype:
-        return True
-    if residual is None:
-        return False
-    for r in (residual, post) if post is not None else (residual,):
-        if r.dtype != x.dtype or r.numel() != x.numel() or r.size(-1) != x.size(-1):
-            return True
-    return False
+    if x.dim() == 0:
+        return RANK_ZERO
+    if x.numel() == 0:
+        return ZERO_ROWS
+    for r in like_x:
+        if r.dtype != x.dtype or r.shape != x.shape:
+            return ROWS_MISMATCH
+    return weight_refusal(x.shape[-1], x.dtype, weights)
 
 
-class RowsPlan(NamedTuple):
-    """Canonical tensors for the kernel, and the caller shapes to restore."""
+class Plan(NamedTuple):
+    """Canonical tensors for the kernel, in the order given, and the caller's shape to restore."""
 
-    x: Tensor
-    residual: Tensor | None
-    post: Tensor | None
-    x_shape: torch.Size | None
-    residual_shape: torch.Size | None
+    tensors: tuple[Tensor, ...]
+    rows_shape: torch.Size
+    caller_shape: torch.Size
 
     def restore(self, result: object) -> object:
-        """Give the original's result back in each caller's shape."""
-        if self.residual is None:
-            if self.x_shape is not None and isinstance(result, Tensor):
-                return result.view(self.x_shape)
+        """The original's result with every tensor of the rows' shape given back in the caller's shape."""
+        if self.rows_shape == self.caller_shape:
             return result
-        if isinstance(result, tuple) and len(result) == 2:
-            out, res_out = result
-            if self.x_shape is not None and isinstance(out, Tensor):
-                out = out.view(self.x_shape)
-            if self.residual_shape is not None and isinstance(res_out, Tensor):
-                res_out = res_out.view(self.residual_shape)
-            return out, res_out
+        if isinstance(result, Tensor):
+            return result.view(self.caller_shape) if result.shape == self.rows_shape else result
+        if isinstance(result, tuple):
+            return tuple(self.restore(r) for r in result)
         return result
 
 
-def plan_rows(x: Tensor, residual: Tensor | None, post: Tensor | None, allow_row_stride: bool = False) -> RowsPlan:
-    """Canonicalize ``x``, ``residual`` and ``post`` (post only with a residual).
+def plan(x: Tensor, like_x: Sequence[Tensor], allow_row_stride: bool = False, keep_rank: bool = False) -> Plan:
+    """Canonicalize ``x`` (row-strided 2-D allowed if asked) and the tensors indexed with its rows.
 
-    Shapes are kept for restoring only where a tensor was not 2-D already.
+    ``keep_rank`` is for entries that unpack a 2-D shape themselves: tensors are only made
+    contiguous, never flattened.
     """
+    if keep_rank:
+        tensors = tuple(t if t.is_contiguous() else t.contiguous() for t in (x, *like_x))
+        return Plan(tensors, x.shape, x.shape)
     x2 = as_rows(x, allow_row_stride)
-    if residual is None:
-        return RowsPlan(x2, None, post, None if x.dim() == 2 else x.shape, None)
-    r2 = as_rows(residual)
-    p2 = as_rows(post) if post is not None else None
-    return RowsPlan(
-        x2,
-        r2,
-        p2,
-        None if x.dim() == 2 else x.shape,
-        None if residual.dim() == 2 and residual.shape == x2.shape else residual.shape,
-    )
+    return Plan((x2, *(as_rows(t) for t in like_x)), x2.shape, x.shape)

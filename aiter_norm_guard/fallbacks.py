@@ -1,0 +1,45 @@
+"""Fallbacks for entries that have no native path of their own.
+
+Each is called as ``fallback(original, bound, reason)`` with the entry's arguments by name
+and the :mod:`aiter_norm_guard.layout` reason the kernel cannot take the call as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from aiter_norm_guard import layout
+
+
+def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], reason: str) -> Any:
+    """sglang's ``_fused_rmsnorm_fp8_per_token_quant(hidden_states, weight, epsilon, residual=None)``.
+
+    Zero rows: the results the function would build, empty, without a launch.  A weight of
+    another dtype or a strided one: the kernel gets it converted to the activation's dtype
+    and made contiguous (it reads ``n`` elements of that dtype).  A weight of another length
+    or a residual unlike the activation: a ``ValueError``, where the kernel would read past
+    them.
+    """
+    x: torch.Tensor = bound["hidden_states"]
+    residual = bound.get("residual")
+    if reason in (layout.ZERO_ROWS, layout.RANK_ZERO) and x.dim() == 2:
+        m, n = x.shape
+        fp8 = original.__globals__.get("_aiter_fp8_dtype", torch.float8_e4m3fnuz)
+        out = torch.empty((m, n), dtype=fp8, device=x.device)
+        scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
+        if residual is None:
+            return (out, scale)
+        return (out, scale), torch.empty_like(x)
+    if reason in (layout.WEIGHT_DTYPE, layout.STRIDED_WEIGHT):
+        weight = bound["weight"].to(x.dtype).contiguous()
+        return original(**{**bound, "weight": weight})
+    if reason in (layout.HIDDEN_SIZE, layout.ROWS_MISMATCH):
+        raise ValueError(
+            f"_fused_rmsnorm_fp8_per_token_quant: {reason} (hidden_states {tuple(x.shape)} {x.dtype}, "
+            f"weight {tuple(bound['weight'].shape)}, residual "
+            f"{None if residual is None else (tuple(residual.shape), residual.dtype)})"
+        )
+    return original(**bound)

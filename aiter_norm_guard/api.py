@@ -11,7 +11,7 @@ from aiter_norm_guard import settings, startup
 from aiter_norm_guard._log import log_once
 from aiter_norm_guard.patcher import PATCHER
 
-#: How the guard got into this process, in order: import, env-bootstrap, sglang-plugin, api.
+#: How the guard got into this process, in order: import, env-bootstrap, sglang-plugin, api, cli.
 SOURCES: list[str] = []
 _last_flag: list[settings.Flag] = []
 _lock = threading.Lock()
@@ -20,20 +20,23 @@ _lock = threading.Lock()
 def activate(source: str, force: bool = False) -> bool:
     """Install the guard unless ``AITER_NORM_GUARD`` turns it off; never raises.
 
-    ``force`` ignores the switch (tests, explicit callers who mean it).  Returns
-    whether the guard is installed.
+    ``force`` ignores the switch (tests, explicit callers who mean it).  The command line
+    (``cli``) installs nothing here: each command decides.  Returns whether the guard is installed.
     """
     try:
+        with _lock:
+            if source not in SOURCES:
+                SOURCES.append(source)
+        if source == "cli":
+            return False
         flag = settings.enabled()
         with _lock:
             _last_flag[:] = [flag]
-            if source not in SOURCES:
-                SOURCES.append(source)
         if not (flag.value or force):
             log_once("disabled", logging.INFO, "aiter_norm_guard: disabled (%s)", flag.reason)
             return False
         if flag.value:  # a forced install never overrides an explicit "off" for children
-            startup.inherit_to_children()
+            settings.enable_for_children()
         PATCHER.install(allow_row_stride=settings.row_strided().value)
         if source in ("import", "api") and not _sglang_importable():
             # explicit use only: with AITER_NORM_GUARD=1 every non-sglang Python child would say it too
@@ -69,9 +72,11 @@ def install(force: bool = False) -> dict[str, Any]:
 
 
 def uninstall() -> dict[str, Any]:
-    """Remove the guard: every original function object goes back. Returns :func:`status`."""
+    """Remove the guard: every original function object goes back, and the switch the import
+    set for children is put back as it was.  Returns :func:`status`."""
     try:
         PATCHER.uninstall()
+        settings.restore_for_children()
     except Exception:
         log_once("uninstall-failed", logging.WARNING, "aiter_norm_guard: uninstall failed", exc_info=True)
     return status()
@@ -97,6 +102,7 @@ def status() -> dict[str, Any]:
         "reason": flag.reason,
         "installed": PATCHER.wanted,
         "active": any(t["patched"] for t in targets),
+        "error": PATCHER.error,
         "sources": list(SOURCES),
         "row_strided": PATCHER.allow_row_stride,
         "sglang": sglang_info(),

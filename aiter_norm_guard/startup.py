@@ -1,10 +1,10 @@
-"""How child processes get the guard: the start-up file and the inherited switch.
+"""How child processes get the guard: the installed start-up file and the inherited switch.
 
 A wheel install puts ``aiter_norm_guard.pth`` (and, for Python 3.15+, the PEP 829
-``aiter_norm_guard.start``) into site-packages.  Every Python process reads it at
-start; it imports nothing beyond ``os`` unless ``AITER_NORM_GUARD`` is on, in which
-case it installs the guard before any user code runs.  Setting the variable in a
-process therefore protects every Python child it starts, spawned or not.
+``aiter_norm_guard.start``) into site-packages.  Every Python process reads it at start; it
+imports nothing beyond ``os`` unless ``AITER_NORM_GUARD`` is set to something other than an
+off-word, in which case ``_aiter_norm_guard_startup.run`` installs the guard (on-word) or
+warns about the value (anything else) before any user code runs.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ import os
 import site
 import sys
 
-from aiter_norm_guard.settings import ENABLE_VAR, is_on
-
-#: The switch as this process found it, before the guard set it on for children.
-ENV_AT_START = os.environ.get(ENABLE_VAR)
+from aiter_norm_guard import settings
 
 PTH_NAME = "aiter_norm_guard.pth"
 START_NAME = "aiter_norm_guard.start"
@@ -44,23 +41,20 @@ def startup_file() -> str | None:
     return None
 
 
-def inherit_to_children() -> None:
-    """Make children inherit the guard by setting the switch on in this process's environment."""
-    if not is_on(os.environ.get(ENABLE_VAR)):
-        os.environ[ENABLE_VAR] = "1"
-
-
 def children_inherit(raw: str | None = None, use_current: bool = True) -> dict[str, object]:
     """Whether Python children will install the guard at start.
 
-    By default for children started now (the switch as it is now); with
-    ``use_current=False``, for children of an environment like this one's at start.
+    By default for children started now (the switch as it is now, including the guard's own
+    write); with ``use_current=False``, for children of an environment whose switch is ``raw``.
     """
     if use_current:
-        raw = os.environ.get(ENABLE_VAR)
+        try:
+            raw = os.environ.get(settings.ENABLE_VAR)
+        except Exception:
+            raw = None
     path = startup_file()
     return {
-        "inherit": bool(is_on(raw) and path),
+        "inherit": bool(settings.is_on(raw) and path),
         "env": raw,
         "startup_file": path,
         "python_reads_start_files": sys.version_info >= (3, 15),

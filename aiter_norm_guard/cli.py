@@ -1,9 +1,14 @@
-"""Command line: ``aiter-norm-guard {doctor,selftest,run,status}`` (also ``python -m aiter_norm_guard``)."""
+"""Command line: ``aiter-norm-guard {doctor,selftest,run,status}`` (also ``python -m aiter_norm_guard``).
+
+Exit codes: 0 ok, 1 not protected / failed, 2 usage error; ``run`` exits with its command's
+status.  A closed pipe (``doctor | head``) ends the command quietly.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -12,36 +17,62 @@ def _emit(data: dict[str, Any], as_json: bool, table: str) -> None:
     print(json.dumps(data, indent=2, default=str) if as_json else table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "run":
-        from aiter_norm_guard.launcher import run
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (zero rows are a case of their own)")
+    return value
 
-        return run(argv[1:])
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiter-norm-guard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    doc = sub.add_parser("doctor", help="say whether this environment is protected")
+    doc = sub.add_parser("doctor", help="say whether this environment is protected, entry by entry")
     doc.add_argument("--json", action="store_true")
     st = sub.add_parser("selftest", help="prove the fix on this machine's device")
     st.add_argument("--json", action="store_true")
-    st.add_argument("--tokens", type=int, default=2048)
+    st.add_argument("--tokens", type=_positive, default=2048)
     mode = st.add_mutually_exclusive_group()
     mode.add_argument("--emulated", action="store_true", default=None, help="use the CPU kernel double even on ROCm")
     mode.add_argument(
         "--device", dest="emulated", action="store_false", help="require the real ROCm device and aiter kernels"
     )
     st.add_argument(
-        "--isolate",
-        action="store_true",
-        default=None,
-        help="run unguarded cases in child processes (default on a real GPU)",
+        "--isolate", action="store_true", default=None, help="run unguarded cases in child processes (default on a GPU)"
     )
     st.add_argument("--cases", help="comma-separated case names (default: all)")
     stat = sub.add_parser("status", help="print status() of a process that imported the guard")
     stat.add_argument("--json", action="store_true")
     sub.add_parser("run", help="run -- COMMAND...: run a command with the guard on in it and its children")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _selftest(args: argparse.Namespace) -> int:
+    from aiter_norm_guard import selftest
+
+    def fail(message: str) -> int:
+        if args.json:
+            print(json.dumps({"error": message, "passed": False}))
+        print(f"aiter-norm-guard: {message}", file=sys.stderr)
+        return 2
+
+    if args.emulated is False and not selftest.real_rocm():
+        return fail("--device needs a ROCm GPU; none is visible")
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
+    try:
+        report = selftest.run(tokens=args.tokens, emulated=args.emulated, isolate=args.isolate, cases=cases)
+    except ValueError as exc:
+        return fail(str(exc))
+    _emit(report, args.json, selftest.format_table(report, colour=sys.stdout.isatty()))
+    return selftest.exit_code(report)
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] == "run":
+        from aiter_norm_guard.launcher import run
+
+        return run(argv[1:])
+    args = _parser().parse_args(argv)
     if args.command == "doctor":
         from aiter_norm_guard import doctor
 
@@ -49,24 +80,23 @@ def main(argv: list[str] | None = None) -> int:
         _emit(d, args.json, doctor.format_table(d))
         return 0 if d["ok"] else 1
     if args.command == "selftest":
-        from aiter_norm_guard import selftest
-
-        if args.emulated is False and not selftest.real_rocm():
-            print("aiter-norm-guard: --device needs a ROCm GPU; none is visible", file=sys.stderr)
-            return 2
-        cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
-        try:
-            report = selftest.run(tokens=args.tokens, emulated=args.emulated, isolate=args.isolate, cases=cases)
-        except ValueError as exc:
-            print(f"aiter-norm-guard: {exc}", file=sys.stderr)
-            return 2
-        _emit(report, args.json, selftest.format_table(report, colour=sys.stdout.isatty()))
-        return 0 if report.get("passed") else 1
+        return _selftest(args)
     import aiter_norm_guard
 
     s = aiter_norm_guard.status()
     _emit(s, args.json, "\n".join(f"{k}: {v}" for k, v in s.items()))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _dispatch(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader went away (doctor | head): nothing left to say to it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def run(argv: list[str]) -> int:
     env = {**os.environ, ENABLE_VAR: "1"}
     try:
         os.execvpe(argv[0], argv, env)
-    except OSError as exc:
+    except OSError as exc:  # as a shell says it: 127 not found, 126 found but not runnable
         print(f"aiter-norm-guard: cannot run {argv[0]!r}: {exc.strerror}", file=sys.stderr)
-        return 127
+        return 127 if isinstance(exc, FileNotFoundError) else 126
     return 0  # not reached

@@ -1,10 +1,11 @@
-"""The release matrix: the guard's behavioural cases against every pinned sglang release.
+"""The release matrix: every guarded entry's behavioural cases against every pinned sglang release.
 
-For each release in RELEASES it runs ``tests/test_guard.py`` in a fresh interpreter with
-that release's overlay (``.envs/sglang-X``) on ``PYTHONPATH``, collects pass / fail / n/a
-per case from pytest's JUnit XML, prints the release x case table and writes it as JSON
-(``results/matrix.json``).  Exit status 1 if any applicable case failed or a release's
-run broke.  Run it with the interpreter whose environment has the guard installed.
+For each release in RELEASES it runs MATRIX_FILES in a fresh interpreter with that release's
+overlay (``.envs/sglang-X``) on ``PYTHONPATH``, collects pass / fail / n/a per case from
+pytest's JUnit XML, prints the release x case table, writes it as JSON (``results/matrix.json``)
+and as an entry x check x release Markdown table (``results/matrix.md``).  Exit status 1 if any
+applicable case failed, a release's run broke, or nothing ran.  Run it with the interpreter
+whose environment has the guard installed.
 """
 
 from __future__ import annotations
@@ -19,29 +20,65 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASES = os.environ.get("RELEASES", "0.4.6 0.4.10 0.5.10 0.5.11 0.5.16 0.5.23").split()
+RELEASES = os.environ.get("RELEASES", "0.4.6 0.4.10 0.5.10 0.5.11 0.5.13 0.5.15 0.5.16 0.5.19 0.5.23").split()
+MATRIX_FILES = ("test_guard.py", "test_layer_boundary.py", "test_fuzz.py", "test_source_scan.py")
 OUT = ROOT / "results"
 
 
-def case_of(name: str) -> str:
-    """``test_guarded_call_matches_forward_native[qkv_q_view]`` -> ``matches_native:qkv_q_view``."""
+SHORT = {
+    "guarded_call_matches_forward_native": "matches forward_native",
+    "guarded_call_equals_release_on_canonical_inputs": "bit-exact vs the release on canonical inputs",
+    "unguarded_release_faults_or_is_wrong": "the bug reproduced unguarded",
+    "guard_adds_no_second_copy": "no second copy",
+    "safe_layouts_reach_the_kernel_without_a_copy": "safe layouts reach the kernel uncopied",
+    "wrong_hidden_size_raises_like_native_and_never_reaches_the_kernel": "wrong hidden size: native's error",
+    "residual_shape_semantics_are_natives": "residual of another shape: native's semantics",
+    "native_exceptions_propagate_and_the_kernel_is_never_reached": "native's exceptions propagate",
+    "strided_weight_goes_to_native_where_the_guard_looks": "strided weight: native",
+    "pad_path_gives_the_originals_result_shape_included": "x_pad path: the original's result and shape",
+    "pad_path_wrong_hidden_size_raises_like_native": "x_pad path: wrong hidden size raises",
+    "release_without_an_aiter_entry_warns_once_and_raises_nothing": "no aiter entry: one warning",
+    "fuzz_every_input_meets_its_oracle": "fuzz: every input meets its oracle",
+    "installed_release_report_matches_what_the_patcher_did": "source scan agrees with the patcher",
+}
+RMS = "RMSNorm.forward_aiter"
+PREFIX_ENTRY = {"gemma": "GemmaRMSNorm.forward_hip", "layernorm": "LayerNorm.forward_hip"}
+ENTRY_OF_TEST = {  # tests without an entry among their parameters
+    "strided_weight_goes_to_native_where_the_guard_looks": RMS,
+    "pad_path_gives_the_originals_result_shape_included": RMS,
+    "pad_path_wrong_hidden_size_raises_like_native": RMS,
+}
+
+
+def entry_of(module: str, test: str, params: str) -> str:
+    """The guarded entry a test case is about: from its parameters, its name or its file.
+
+    Case names say their entry (``aiter_norm_guard.cases``: ``gemma_*``, ``layernorm_*``, else RMSNorm)."""
+    for part in params.split("-"):
+        if part.endswith(("forward_aiter", "forward_hip")):
+            return part
+    for part in params.split("-"):
+        if re.fullmatch(r"[a-z][a-z0-9_]*_[a-z0-9_]+", part) and module == "test_guard":
+            return PREFIX_ENTRY.get(part.split("_")[0], RMS)
+    if module == "test_layer_boundary":
+        return "_fused_rmsnorm_fp8_per_token_quant"
+    return ENTRY_OF_TEST.get(test, "(all)")
+
+
+def case_of(classname: str, name: str) -> str:
+    """``entry | check | parameters`` for one JUnit test case."""
     m = re.match(r"test_(.*?)(?:\[(.*)\])?$", name)
     assert m
-    short = {
-        "guarded_call_matches_forward_native": "matches_native",
-        "guarded_call_equals_release_on_canonical_inputs": "bit_exact_vs_release",
-        "unguarded_release_faults_or_is_wrong": "bug_reproduced_unguarded",
-        "guard_adds_no_second_copy": "no_second_copy",
-        "safe_layout_reaches_kernel_as_the_same_object": "zero_copy_same_object",
-        "row_strided_mode_hands_the_callers_view_to_the_kernel": "row_strided_mode_zero_copy",
-    }.get(m.group(1), m.group(1))
-    return f"{short}:{m.group(2)}" if m.group(2) else short
+    test, params = m.group(1), m.group(2) or ""
+    entry = entry_of(classname.rsplit(".", 1)[-1], test, params)
+    return f"{entry} | {SHORT.get(test, test.replace('_', ' '))} | {params}"
 
 
 def run_release(release: str) -> tuple[dict[str, str], str]:
     OUT.mkdir(exist_ok=True)
     xml = OUT / f"junit-{release}.xml"
     env = {**os.environ, "PYTHONPATH": str(ROOT / ".envs" / f"sglang-{release}")}
+    env.setdefault("FUZZ_EXAMPLES", "1000")
     env.pop("AITER_NORM_GUARD", None)
     cmd = [
         sys.executable,
@@ -53,7 +90,7 @@ def run_release(release: str) -> tuple[dict[str, str], str]:
         "no:cacheprovider",
         "-p",
         "no:warnings",
-        str(ROOT / "tests" / "test_guard.py"),
+        *(str(ROOT / "tests" / f) for f in MATRIX_FILES),
         f"--junitxml={xml}",
     ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -62,7 +99,7 @@ def run_release(release: str) -> tuple[dict[str, str], str]:
         for tc in ET.parse(xml).getroot().iter("testcase"):
             kinds = {child.tag for child in tc}
             outcome = "fail" if kinds & {"failure", "error"} else "n/a" if "skipped" in kinds else "pass"
-            results[case_of(tc.get("name", "?"))] = outcome
+            results[case_of(tc.get("classname", ""), tc.get("name", "?"))] = outcome
     tail = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
     if proc.returncode not in (0, 5) and not any(v == "fail" for v in results.values()):
         results["run"] = "fail"
@@ -71,11 +108,12 @@ def run_release(release: str) -> tuple[dict[str, str], str]:
 
 
 def summary(releases: list[str], table: dict[str, dict[str, str]]) -> str:
-    """Release x check (cases grouped): pass (count), n/a (count) or FAIL, as a Markdown table."""
+    """Entry x check x release (cases grouped): pass (count), n/a (count) or FAIL, as a Markdown table."""
     groups: dict[str, dict[str, list[str]]] = {}
     for r in releases:
-        for case, outcome in table[r].items():
-            groups.setdefault(case.split(":")[0], {}).setdefault(r, []).append(outcome)
+        for case, outcome in sorted(table[r].items()):
+            entry, check, _ = case.split(" | ")
+            groups.setdefault(f"{entry} | {check}", {}).setdefault(r, []).append(outcome)
 
     def cell(vs: list[str]) -> str:
         if "fail" in vs:
@@ -83,7 +121,7 @@ def summary(releases: list[str], table: dict[str, dict[str, str]]) -> str:
         passed, na = vs.count("pass"), vs.count("n/a")
         return "n/a" if not passed else f"pass ({passed})" + (f", n/a ({na})" if na else "")
 
-    lines = ["| check | " + " | ".join(releases) + " |", "| --- |" + " --- |" * len(releases)]
+    lines = ["| entry | check | " + " | ".join(releases) + " |", "| --- | --- |" + " --- |" * len(releases)]
     lines += [f"| {g} | " + " | ".join(cell(row.get(r, [])) for r in releases) + " |" for g, row in groups.items()]
     return "\n".join(lines) + "\n"
 

@@ -1,8 +1,10 @@
-"""Shared fixtures: sglang's real layernorm module behind an emulated ROCm + aiter host.
+"""Shared fixtures: sglang's real norm modules behind an emulated ROCm + aiter host.
 
-The sglang release comes from the environment (``PYTHONPATH=.envs/sglang-X``); tests
-that need it skip with a clear reason when it is absent.  The guard is imported first,
-as an operator would, so it is installed when sglang's layernorm module is imported.
+The sglang release comes from the environment (``PYTHONPATH=.envs/sglang-X``); tests that
+need it skip with a clear reason when it is absent.  The guard is imported first, as an
+operator would, so it is installed when sglang's layernorm module is imported.  The kernel
+double models aiter <= v0.1.17 (every rank to the HIP/CK kernels) unless a test selects
+the other build.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import pytest
 import torch
 
 import aiter_norm_guard
-from aiter_norm_guard.cases import weight
-from aiter_norm_guard.guard import WRAPPED_ATTR
+from aiter_norm_guard.cases import make_module
+from aiter_norm_guard.guard import original_of
 from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,34 +65,55 @@ def rmsnorm(layernorm: Any) -> Any:
     return layernorm.RMSNorm
 
 
+def guarded_entries() -> set[str]:
+    return {t["name"] for t in aiter_norm_guard.status()["targets"] if t["patched"]}
+
+
+def require_entry(entry: str) -> None:
+    """Skip as n/a where this release has no aiter branch for ``entry`` (the guard patches none)."""
+    aiter_norm_guard.install(force=True)
+    if entry not in guarded_entries():
+        pytest.skip(f"n/a: sglang {sglang_version()} has no aiter branch in {entry}")
+
+
 @pytest.fixture
 def kernels(rocm: EmulatedRocm) -> Iterator[AiterKernelDouble]:
     k = rocm.kernels
     k.reset()
-    k.compute, k.record = True, True
+    k.compute, k.record, k.build = True, True, "legacy"
     yield k
-    k.compute, k.record = True, True
+    k.compute, k.record, k.build = True, True, "legacy"
     k.reset()
 
 
 @pytest.fixture
-def guarded(rmsnorm: Any) -> Iterator[None]:
+def guarded(layernorm: Any) -> Iterator[None]:
     """The guard installed for this test (and re-installed after, whatever the test did)."""
     aiter_norm_guard.install(force=True)
-    assert hasattr(rmsnorm.forward_aiter, WRAPPED_ATTR)
     yield
     aiter_norm_guard.install(force=True)
 
 
+def entry_fn(layernorm: Any, entry: str) -> Any:
+    cls, attr = entry.split(".")
+    return getattr(getattr(layernorm, cls), attr)
+
+
+def original_entry(layernorm: Any, entry: str) -> Any:
+    """The release's own function behind ``entry`` (the unguarded one)."""
+    fn = entry_fn(layernorm, entry)
+    return original_of(fn) or fn
+
+
 def original_forward(rmsnorm: Any) -> Any:
-    """The release's own ``forward_aiter`` (the unguarded function)."""
-    return getattr(rmsnorm.forward_aiter, WRAPPED_ATTR, rmsnorm.forward_aiter)
+    """The release's own ``RMSNorm.forward_aiter``."""
+    return original_of(rmsnorm.forward_aiter) or rmsnorm.forward_aiter
 
 
-def make_norm(rmsnorm: Any, hidden: int, dtype: torch.dtype, weight_dtype: torch.dtype | None = None) -> Any:
-    m = rmsnorm(hidden, eps=1e-6)
-    m.weight.data = weight(hidden, weight_dtype or dtype)
-    return m
+def make_norm(layernorm_or_cls: Any, hidden: int, dtype: torch.dtype, weight_dtype: torch.dtype | None = None,
+              entry: str = "RMSNorm.forward_aiter") -> Any:  # fmt: skip
+    ln = sys.modules[layernorm_or_cls.__module__] if isinstance(layernorm_or_cls, type) else layernorm_or_cls
+    return make_module(ln, entry, hidden, dtype, weight_dtype)
 
 
 def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:

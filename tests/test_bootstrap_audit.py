@@ -44,12 +44,20 @@ def ours(events: list[list[str]]) -> list[list[str]]:
     return [e for e in events if "aiter_norm_guard" in e[1] or e[1] in ("wrapt", "torch", "sglang")]
 
 
-@pytest.mark.parametrize("value", [None, "0", "garbage"])
+@pytest.mark.parametrize("value", [None, "0", "off"])
 def test_disabled_bootstrap_imports_nothing_of_ours(value: str | None) -> None:
     events = startup_events(value)
     assert not [e for e in events if e[0].startswith("socket.")]
     # the only trace of the package: site reading its .pth and .start files
     assert all(e[0] == "open" and e[1].endswith((".pth", ".start")) for e in ours(events)), ours(events)
+
+
+def test_misspelt_bootstrap_warns_without_importing_the_guard() -> None:
+    """AITER_NORM_GUARD=ture: the start-up file says so (logging's last resort), installs nothing."""
+    events = startup_events("ture")
+    imported = {e[1] for e in events if e[0] == "import"}
+    assert "_aiter_norm_guard_startup" in imported
+    assert not imported & {"aiter_norm_guard", "wrapt", "torch", "sglang"}
 
 
 def test_enabled_bootstrap_opens_only_module_files_and_no_socket() -> None:

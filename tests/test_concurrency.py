@@ -12,7 +12,7 @@ import json, random, threading, torch
 from aiter_norm_guard_emulation import EmulatedRocm
 EmulatedRocm().activate()
 import aiter_norm_guard
-from aiter_norm_guard._marker import WRAPPED_ATTR
+from aiter_norm_guard.guard import original_of
 
 errors = []
 barrier = threading.Barrier(12)
@@ -35,8 +35,8 @@ hung = sum(t.is_alive() for t in threads)
 aiter_norm_guard.install(force=True)
 import sglang.srt.layers.layernorm as ln
 fn = ln.RMSNorm.__dict__["forward_aiter"]
-original = getattr(fn, WRAPPED_ATTR)
-one_wrapper = getattr(original, WRAPPED_ATTR, None) is None
+original = original_of(fn)
+one_wrapper = original is not None and original_of(original) is None
 
 norm = ln.RMSNorm(128).to(torch.bfloat16)
 results = []

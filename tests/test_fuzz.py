@@ -1,17 +1,27 @@
-"""Layout fuzzing: any rank, size, slice, permute, stride-0 expand and dtype, with or without
-residual / post_residual_addition, through the release's real RMSNorm and the kernel double.
+"""Layout fuzzing with an oracle per input, through each entry's real sglang module and the kernel double.
 
-Every guarded call equals ``forward_native`` on the same values (or raises the same exception
-type) — except a post_residual_addition call that reaches the kernel, which equals the release's
-own ``forward_aiter`` on contiguous copies bit for bit (sglang's aiter path adds residual + post in
-the activation's dtype) — and nothing that reaches the kernel double is an unsafe layout.  FUZZ_EXAMPLES sets the
-number of examples (default 5000); the count run is written to results/fuzz.json.
+Ranks 1-5, sizes 0/1/2/3/5, offset slices, permutes and stride-0 expands, fp32/fp16/bf16,
+weight dtypes, residual / post-residual tensors of the same or another (broadcastable) shape.
+For every input, one oracle branch:
+
+- ``native raises``: the guarded call raises the same type, and the kernel is never reached;
+- ``native route`` (zero rows, a weight or residual the kernel would misread): the guarded
+  result is ``forward_native``'s, bit for bit, and the kernel is never reached;
+- ``release route`` (LayerNorm with a dtype its aiter branch does not take): the release's own
+  call, bit for bit;
+- ``kernel route``: the release's own entry on 2-D contiguous copies, bit for bit, and nothing
+  unsafe reaches the kernel (``kernel refuses``: that call raises, fp32 on aiter <= v0.1.17's HIP
+  kernel, and so does the guarded one).
+
+``FUZZ_EXAMPLES`` sets the examples per entry (default 2000); counts per branch go to
+results/fuzz-<release>.json and the test output.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -19,12 +29,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiter_norm_guard.guard import signature_kind
-from aiter_norm_guard_emulation import AiterKernelDouble
-from conftest import REPO, original_forward
+from aiter_norm_guard.cases import GEMMA, LAYER, RMS, make_module
+from conftest import REPO, original_entry, require_entry, sglang_version
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5000"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+HALF = (torch.float16, torch.bfloat16)
 
 
 @st.composite
@@ -39,8 +49,7 @@ def layouts(draw: Any, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tens
     if kind == "slice":  # a window with offsets into a larger buffer on every dim
         pads = [draw(st.integers(0, 3)) for _ in shape]
         buf = fresh(tuple(d + p for d, p in zip(shape, pads, strict=True)))
-        index = tuple(slice(p, p + d) for d, p in zip(shape, pads, strict=True))
-        return buf[index]
+        return buf[tuple(slice(p, p + d) for d, p in zip(shape, pads, strict=True))]
     if kind == "permute" and len(shape) > 1:
         perm = draw(st.permutations(range(len(shape))))
         inverse = [perm.index(i) for i in range(len(shape))]
@@ -51,37 +60,57 @@ def layouts(draw: Any, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tens
     return fresh(shape)
 
 
-def unsafe(t: torch.Tensor) -> bool:
-    return t.dim() > 1 and not (t.dim() == 2 and t.is_contiguous() and t.numel() > 0)
+def unsafe(name: str, t: torch.Tensor) -> bool:
+    return name != "fused_add_rmsnorm_pad" and t.dim() > 1 and not (t.dim() == 2 and t.is_contiguous() and t.numel())
 
 
-def test_fuzz_guarded_equals_forward_native(rmsnorm: Any, rocm: Any, guarded: None) -> None:
-    kernels: AiterKernelDouble = rocm.kernels
-    kernels.compute, kernels.record = True, True
-    has_post = signature_kind(original_forward(rmsnorm))[1]
-    norms = {(h, wdt): rmsnorm(h) for h in (1, 4, 8) for wdt in DTYPES}
-    for (h, wdt), m in norms.items():
-        m.weight.data = (1 + 0.1 * torch.randn(h, generator=torch.Generator().manual_seed(h))).to(wdt)
-    count = [0]
+def same(got: Any, want: Any) -> None:
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            same(g, w)
+        return
+    assert got.shape == want.shape and got.dtype == want.dtype and torch.equal(got, want)
 
-    @settings(
-        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
-    )
+
+def misread(x: torch.Tensor, extra: list[torch.Tensor], weights: list[torch.Tensor]) -> bool:
+    """What the kernel cannot read correctly in any layout (the test's own statement of the contract)."""
+    if x.numel() == 0:
+        return True
+    if any(w.dtype != x.dtype or w.numel() != x.shape[-1] or not w.is_contiguous() for w in weights):
+        return True
+    return any(t.dtype != x.dtype or t.shape != x.shape for t in extra)
+
+
+@pytest.mark.parametrize(("entry", "build"), [(RMS, "legacy"), (RMS, "opus"), (GEMMA, "legacy"), (LAYER, "legacy")])
+def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: Any, rocm: Any) -> None:
+    """``build``: the aiter the double stands for (<= v0.1.17 "legacy", >= v0.1.18 "opus")."""
+    require_entry(entry)
+    kernels = rocm.kernels
+    kernels.compute, kernels.record, kernels.build = True, True, build
+    original = original_entry(layernorm, entry)
+    has_residual = entry != LAYER
+    has_post = "post_residual_addition" in original.__code__.co_varnames
+    norms = {(h, wdt): make_module(layernorm, entry, h, wdt) for h in (1, 4, 8) for wdt in DTYPES}
+    branches: Counter[str] = Counter()
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(st.data())
     def one(data: Any) -> None:
-        count[0] += 1
         hidden = data.draw(st.sampled_from([1, 4, 8]))
         rank = data.draw(st.integers(1, 5))
         lead = data.draw(st.lists(st.sampled_from([0, 1, 2, 3, 5]), min_size=rank - 1, max_size=rank - 1))
-        shape = (*lead, hidden)
+        shape = (*lead, data.draw(st.sampled_from([hidden, hidden, hidden, 2 * hidden])))
         dtype = data.draw(st.sampled_from(DTYPES))
         wdt = dtype if data.draw(st.integers(0, 4)) else data.draw(st.sampled_from(DTYPES))
         x = data.draw(layouts(shape, dtype))
-        residual = data.draw(layouts(shape, dtype)) if data.draw(st.booleans()) else None
-        post = (
-            data.draw(layouts(shape, dtype)) if has_post and residual is not None and data.draw(st.booleans()) else None
-        )
-        args = (x, residual, post) if post is not None else (x,) if residual is None else (x, residual)
+        args: list[torch.Tensor | None] = [x]
+        if has_residual and data.draw(st.booleans()):
+            res_shape = shape if data.draw(st.integers(0, 5)) else data.draw(st.sampled_from([(1, *shape), shape[-1:]]))
+            args.append(data.draw(layouts(res_shape, dtype)))
+            if has_post and data.draw(st.booleans()):
+                args.append(data.draw(layouts(shape, dtype)))
         m = norms[(hidden, wdt)]
         kernels.reset()
         try:
@@ -89,29 +118,46 @@ def test_fuzz_guarded_equals_forward_native(rmsnorm: Any, rocm: Any, guarded: No
         except Exception as exc:
             with pytest.raises(type(exc)):
                 m(*args)
+            assert kernels.calls == [], "native raised but the kernel was reached"
+            branches["native raises"] += 1
             return
+        extra = [a for a in args[1:] if a is not None]
+        weights = [m.weight, m.bias] if entry == LAYER else [getattr(m, "gemma_weight", m.weight)]
+        if entry == LAYER and (x.dtype not in HALF or x.dtype != m.dtype):
+            kernels.reset()
+            same(m(*args), original(m, *args))
+            branches["release route"] += 1
+            return
+        if misread(x, extra, weights):
+            same(m(*args), want)
+            assert kernels.calls == [], "a misread input reached the kernel"
+            branches["native route"] += 1
+            return
+        rows = [a.contiguous().view(-1, a.shape[-1]) for a in args if a is not None]
+        try:
+            canonical = original(m, *rows)
+        except RuntimeError as exc:  # the kernel's own refusal (fp32 on aiter <= v0.1.17's HIP kernel)
+            kernels.reset()
+            with pytest.raises(type(exc)):
+                m(*args)
+            branches["kernel refuses"] += 1
+            return
+        kernels.reset()
         got = m(*args)
         for call in kernels.calls:
-            assert not any(unsafe(t) for t in call.tensors.values()), (call.name, x.shape, x.stride())
-        exact = post is not None and x.numel() > 0 and wdt == dtype
-        if exact:
-            # sglang's aiter path adds residual + post in the activation dtype, forward_native in fp32, so
-            # near cancellation they differ in every release; the oracle here is the release's own
-            # forward_aiter on 2-D contiguous copies, bit for bit.
-            kernels.reset()
-            out, res_out = original_forward(rmsnorm)(m, *(a.contiguous().view(-1, hidden) for a in args))
-            want = (out.view(shape), res_out.view(shape))
-        if isinstance(want, tuple):
-            assert isinstance(got, tuple)
-            for g, w in zip(got, want, strict=True):
-                assert g.shape == w.shape and g.dtype == w.dtype
-                assert torch.equal(g, w) if exact else torch.testing.assert_close(g, w) is None
-        else:
-            assert got.shape == want.shape and got.dtype == want.dtype
-            torch.testing.assert_close(got, want)
+            assert not any(unsafe(call.name, t) for t in call.tensors.values()), (call.name, x.shape, x.stride())
+        same(got, tuple(c.view(x.shape) for c in canonical) if isinstance(canonical, tuple)
+             else canonical.view(x.shape))  # fmt: skip
+        branches["kernel route"] += 1
 
-    one()
-    (REPO / "results").mkdir(exist_ok=True)
-    (REPO / "results" / "fuzz.json").write_text(json.dumps({"examples": count[0]}))
-    print(f"\nfuzz: {count[0]} examples")
-    assert count[0] >= EXAMPLES
+    try:
+        one()
+    finally:
+        kernels.build = "legacy"
+    out = REPO / "results" / f"fuzz-{sglang_version()}.json"
+    out.parent.mkdir(exist_ok=True)
+    known = json.loads(out.read_text()) if out.exists() else {}
+    known[f"{entry} (aiter {build})"] = dict(branches)
+    out.write_text(json.dumps(known, indent=2))
+    print(f"\nfuzz {entry} (aiter {build}): {sum(branches.values())} inputs: {dict(branches)}")
+    assert sum(branches.values()) >= EXAMPLES and branches["kernel route"] and branches["native route"]

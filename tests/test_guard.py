@@ -1,195 +1,181 @@
-"""The guard on the installed sglang release's real RMSNorm, case by case.
+"""Every guarded entry on the installed sglang release's real modules, case by case.
 
-These are the matrix's behavioural cases: each test skips as "n/a" where the release
-has no such path.  The kernel double reads memory like aiter's HIP kernel, so an
-unsafe layout that reached it would fault or give wrong values.
+These are the matrix's behavioural cases, run through sglang's own dispatch
+(``module(...)`` -> ``forward`` -> ``_forward_method`` -> the entry).  Each test skips as
+"n/a" where the release has no aiter branch for the entry, or handles the case itself.
+The kernel double reads memory like aiter's kernels, so an unsafe layout that reached it
+would fault or give wrong values.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from aiter_norm_guard.cases import BY_NAME, CASES, CaseInputs
-from aiter_norm_guard.guard import signature_kind
+from aiter_norm_guard import source_scan
+from aiter_norm_guard.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, CaseInputs, make_module
+from aiter_norm_guard.selftest import tolerance
+from aiter_norm_guard.targets import BY_NAME as TARGETS
 from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
 from aiter_norm_guard_emulation.counting import CopyCounter
-from conftest import make_norm, original_forward, sglang_version, version_tuple
+from conftest import entry_fn, original_entry, require_entry, sglang_version
 
-TOKENS = 2048
+TOKENS = 256
 DTYPE = torch.bfloat16
+#: The upstream check (as ``source_scan`` names it) that fixes each case where a release has it.
+FIXED_BY = {
+    "qkv_q_view": "x rows",
+    "qkv_k_view": "x rows",
+    "noncontiguous_2d": "x contiguous",
+    "contiguous_3d": "x rows",
+    "residual_path": "residual rows",
+    "post_residual_path": "residual rows",
+    "zero_rows": "zero rows",
+    "zero_rows_residual": "zero rows",
+    "dtype_mismatch": "weight dtype",
+    "layernorm_contiguous_3d": "x reshaped (strided views kept)",
+}
 
 
-def build(case_name: str, rmsnorm: Any) -> tuple[Any, CaseInputs]:
+def upstream_checks(layernorm: Any, entry: str) -> list[str]:
+    """The checks this release's own entry has, read from its source."""
+    tree = source_scan.parse(Path(layernorm.__file__).read_text(encoding="utf-8"))
+    return list(source_scan.entry_report(tree, entry, TARGETS[entry].aiter_calls)["checks"])
+
+
+def build(case_name: str, layernorm: Any, tokens: int = TOKENS) -> tuple[Any, CaseInputs, Any]:
     case = BY_NAME[case_name]
-    if case.uses_post and not signature_kind(original_forward(rmsnorm))[1]:
-        pytest.skip(f"n/a: sglang {sglang_version()} forward_aiter has no post_residual_addition")
-    inputs = case.build(TOKENS, DTYPE, torch.device("cpu"), torch.Generator().manual_seed(0))
-    return make_norm(rmsnorm, inputs.hidden, DTYPE, inputs.weight_dtype), inputs
+    require_entry(case.entry)
+    if case.uses_post and "post_residual_addition" not in original_entry(layernorm, case.entry).__code__.co_varnames:
+        pytest.skip(f"n/a: sglang {sglang_version()} {case.entry} has no post_residual_addition")
+    inputs = case.build(tokens, DTYPE, torch.device("cpu"), torch.Generator().manual_seed(0))
+    return make_module(layernorm, case.entry, inputs.hidden, DTYPE, inputs.weight_dtype), inputs, case
 
 
-def assert_same_result(got: Any, want: Any, exact: bool = False, ulp: bool = False) -> None:
+def assert_same_result(got: Any, want: Any, exact: bool = False, tol: float | None = None) -> None:
     if isinstance(want, tuple):
         assert isinstance(got, tuple) and len(got) == len(want)
         for g, w in zip(got, want, strict=True):
-            assert_same_result(g, w, exact, ulp)
+            assert_same_result(g, w, exact, tol)
         return
     assert got.shape == want.shape and got.dtype == want.dtype
     if exact:
         assert torch.equal(got, want)
-    elif ulp:  # one bf16 ulp at |v| < 4: the aiter path adds residual + post in bf16, native in fp32
-        torch.testing.assert_close(got, want, rtol=2**-6, atol=2**-6)
     else:
-        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
 
 
-def kernel_safe(t: torch.Tensor) -> bool:
-    return t.dim() == 2 and t.is_contiguous() and t.numel() > 0
+def kernel_safe(name: str, t: torch.Tensor) -> bool:
+    return name == "fused_add_rmsnorm_pad" or t.dim() < 2 or (t.dim() == 2 and t.is_contiguous() and t.numel() > 0)
 
 
 @pytest.mark.parametrize("case_name", [c.name for c in CASES])
 def test_guarded_call_matches_forward_native(
-    case_name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None
+    case_name: str, layernorm: Any, kernels: AiterKernelDouble, guarded: None
 ) -> None:
-    norm, inp = build(case_name, rmsnorm)
-    before = [t.clone() for t in inp.args()]
-    got = norm(*inp.args())  # sglang's own dispatch: forward -> _forward_method -> forward_aiter
+    norm, inp, case = build(case_name, layernorm)
+    before = [t.clone() for t in inp.args() if t is not None]
+    got = norm(*inp.args())  # sglang's own dispatch
     want = norm.forward_native(*inp.args())
-    assert_same_result(got, want, ulp=inp.post is not None)
+    assert_same_result(got, want, tol=tolerance(case))
     for call in kernels.calls:  # nothing unsafe ever reached the kernel
-        assert all(kernel_safe(t) for t in call.tensors.values() if t.dim() > 1), call
-    for t, b in zip(inp.args(), before, strict=True):  # the caller's tensors are untouched
+        assert all(kernel_safe(call.name, t) for t in call.tensors.values()), call
+    for t, b in zip([t for t in inp.args() if t is not None], before, strict=True):  # the caller's tensors untouched
         assert torch.equal(t, b)
 
 
-KERNEL_CASES = [
-    "qkv_q_view",
-    "qkv_k_view",
-    "residual_path",
-    "post_residual_path",
-    "noncontiguous_2d",
-    "contiguous_3d",
-    "safe_2d",
-    "safe_2d_residual",
-]
+KERNEL_CASES = [c.name for c in CASES if not any(k in c.name for k in ("zero", "dtype"))]
 
 
 @pytest.mark.parametrize("case_name", KERNEL_CASES)
 def test_guarded_call_equals_release_on_canonical_inputs(
-    case_name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None
+    case_name: str, layernorm: Any, kernels: AiterKernelDouble, guarded: None
 ) -> None:
-    """Bit for bit what the release's own forward_aiter gives for 2-D contiguous copies."""
-    norm, inp = build(case_name, rmsnorm)
-    got = norm(*inp.args())
-    rows = [t.contiguous().view(-1, t.shape[-1]) for t in inp.args()]
-    want = original_forward(rmsnorm)(norm, *rows)
-    if isinstance(want, tuple):
-        want = (want[0].view(inp.x.shape), want[1].view(inp.residual.shape))
-    else:
-        want = want.view(inp.x.shape)
+    """Bit for bit what the release's own entry gives for 2-D contiguous copies."""
+    norm, inp, case = build(case_name, layernorm)
+    got = entry_fn(layernorm, case.entry)(norm, *inp.args())
+    rows = [t.contiguous().view(-1, t.shape[-1]) for t in inp.args() if t is not None]
+    want = original_entry(layernorm, case.entry)(norm, *rows)
+    shape = inp.x.shape
+    want = tuple(w.view(shape) for w in want) if isinstance(want, tuple) else want.view(shape)
     assert_same_result(got, want, exact=True)
 
 
-UNSAFE = [
-    "qkv_q_view",
-    "qkv_k_view",
-    "residual_path",
-    "post_residual_path",
-    "zero_rows",
-    "zero_rows_residual",
-    "dtype_mismatch",
-    "noncontiguous_2d",
-    "contiguous_3d",
-]
-
-
-def upstream_fixes(case_name: str) -> bool:
-    """Whether this release's own forward_aiter already handles the case (release table)."""
-    v = version_tuple(sglang_version())
-    if v >= (0, 5, 23):
-        return True  # full guard; CPU tensors also go to forward_native
-    if case_name in ("zero_rows", "zero_rows_residual", "dtype_mismatch"):
-        return v >= (0, 5, 16)
-    if case_name in ("residual_path", "post_residual_path"):
-        return v >= (0, 5, 20)
-    return v >= (0, 5, 11)
-
-
-@pytest.mark.parametrize("case_name", UNSAFE)
-def test_unguarded_release_faults_or_is_wrong(case_name: str, rmsnorm: Any, kernels: AiterKernelDouble) -> None:
-    """Without the guard, the release's own forward_aiter mis-reads this case (the bug, reproduced)."""
-    if upstream_fixes(case_name):
-        pytest.skip(f"n/a: sglang {sglang_version()} handles {case_name} itself")
-    norm, inp = build(case_name, rmsnorm)
+@pytest.mark.parametrize("case_name", [c.name for c in CASES if not c.name.startswith("safe")])
+def test_unguarded_release_faults_or_is_wrong(case_name: str, layernorm: Any, kernels: AiterKernelDouble) -> None:
+    """Without the guard, the release's own entry mis-reads this case (the bug, reproduced)."""
+    norm, inp, case = build(case_name, layernorm)
+    checks = upstream_checks(layernorm, case.entry)
+    if FIXED_BY.get(case_name) in checks or "CPU tensors to native" in checks:
+        pytest.skip(f"n/a: sglang {sglang_version()} {case.entry} handles {case_name} itself")
     want = norm.forward_native(*inp.args())
     try:
-        got = original_forward(rmsnorm)(norm, *inp.args())
+        got = original_entry(layernorm, case.entry)(norm, *inp.args())
     except (MemoryAccessFault, InvalidConfiguration):
         return
-    wrong = got if not isinstance(got, tuple) else got[0]
-    ref = want if not isinstance(want, tuple) else want[0]
+    wrong, ref = (got[0], want[0]) if isinstance(want, tuple) else (got, want)
     assert wrong.shape != ref.shape or not torch.allclose(wrong.float(), ref.float(), rtol=1e-2, atol=1e-2)
 
 
-def count_copies(fn: Any, *args: Any) -> CopyCounter:
+def count_copies(fn: Any, *args: Any) -> int:
     with CopyCounter() as counter:
         fn(*args)
-    return counter
+    return counter.copies
 
 
-@pytest.mark.parametrize(
-    "case_name",
-    ["qkv_q_view", "qkv_k_view", "residual_path", "noncontiguous_2d", "contiguous_3d", "safe_2d", "safe_2d_residual"],
-)
-def test_guard_adds_no_second_copy(case_name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None) -> None:
+@pytest.mark.parametrize("case_name", [n for n in KERNEL_CASES if "post" not in n])
+def test_guard_adds_no_second_copy(case_name: str, layernorm: Any, kernels: AiterKernelDouble, guarded: None) -> None:
     """One copy at most per tensor that needs one; never more than the release's own fix makes."""
-    norm, inp = build(case_name, rmsnorm)
+    norm, inp, case = build(case_name, layernorm)
     kernels.compute = kernels.record = False
-    guarded_copies = count_copies(norm, *inp.args()).copies
-    if upstream_fixes(case_name):  # the release copies by itself: the guard must not add one
-        assert guarded_copies <= count_copies(original_forward(rmsnorm), norm, *inp.args()).copies
-    else:
-        assert guarded_copies <= sum(1 for t in inp.args() if not t.is_contiguous())
+    args = [t for t in inp.args() if t is not None]
+    original = original_entry(layernorm, case.entry)
+    own = count_copies(original, norm, *(t.contiguous().view(-1, t.shape[-1]) for t in args))  # its own work
+    guarded_copies = count_copies(norm, *args)
+    assert guarded_copies <= own + sum(1 for t in args if not t.is_contiguous())
+    if FIXED_BY.get(case_name) in upstream_checks(layernorm, case.entry):  # it copies itself: we add none
+        assert guarded_copies <= count_copies(original, norm, *args)
 
 
-@pytest.mark.parametrize("case_name", ["safe_2d", "safe_2d_residual"])
-def test_safe_layout_reaches_kernel_as_the_same_object(
-    case_name: str, rmsnorm: Any, kernels: AiterKernelDouble, guarded: None
+@pytest.mark.parametrize("case_name", ["safe_2d", "safe_2d_residual", "contiguous_3d", "gemma_contiguous_3d"])
+def test_safe_layouts_reach_the_kernel_without_a_copy(
+    case_name: str, layernorm: Any, kernels: AiterKernelDouble, guarded: None
 ) -> None:
-    if version_tuple(sglang_version()) >= (0, 5, 23):
-        pytest.skip("n/a: sglang >= 0.5.23 sends CPU tensors to forward_native")
-    norm, inp = build(case_name, rmsnorm)
+    """2-D contiguous: the very same objects; contiguous N-D: a view of the caller's storage."""
+    norm, inp, _ = build(case_name, layernorm)
+    if "CPU tensors to native" in upstream_checks(layernorm, BY_NAME[case_name].entry):
+        pytest.skip(f"n/a: sglang {sglang_version()} sends CPU tensors to forward_native")
     norm(*inp.args())
     (call,) = kernels.calls
-    assert call.tensors["input"] is inp.x
-    if inp.residual is not None:
-        assert call.tensors["residual_in"] is inp.residual
+    if inp.x.dim() == 2:
+        assert call.tensors["input"] is inp.x
+        assert inp.residual is None or call.tensors["residual_in"] is inp.residual
+    else:
+        assert call.tensors["input"].data_ptr() == inp.x.data_ptr() and call.tensors["input"].dim() == 2
 
 
-def test_contiguous_3d_is_passed_as_a_view(rmsnorm: Any, kernels: AiterKernelDouble, guarded: None) -> None:
-    if version_tuple(sglang_version()) >= (0, 5, 23):
-        pytest.skip("n/a: sglang >= 0.5.23 sends CPU tensors to forward_native")
-    norm, inp = build("contiguous_3d", rmsnorm)
-    norm(inp.x)
-    (call,) = kernels.calls
-    assert call.tensors["input"].data_ptr() == inp.x.data_ptr()
-    assert call.tensors["input"].shape == (TOKENS * 32, 128)
+@pytest.mark.parametrize("entry", [RMS, GEMMA, LAYER])
+def test_wrong_hidden_size_raises_like_native_and_never_reaches_the_kernel(
+    entry: str, layernorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
+    """aiter's HIP kernel reads ``n`` weight elements whatever the weight's length: past a shorter
+    one (a fault), or the first ``n`` of a longer one (wrong values).  Guarded, native's error."""
+    require_entry(entry)
+    norm = make_module(layernorm, entry, 128, DTYPE)
+    for hidden in (64, 256):  # x's hidden shorter and longer than the weight
+        x = torch.randn(4, hidden, dtype=DTYPE)
+        with pytest.raises(Exception) as native:
+            norm.forward_native(x)
+        kernels.reset()
+        with pytest.raises(type(native.value)):
+            norm(x)
+        assert kernels.calls == []
 
 
-def test_wrong_hidden_size_still_raises(rmsnorm: Any, kernels: AiterKernelDouble, guarded: None) -> None:
-    norm = make_norm(rmsnorm, 128, DTYPE)
-    x = torch.randn(4, 64, dtype=DTYPE)
-    with pytest.raises(Exception) as guarded_exc:
-        norm(x)
-    with pytest.raises(Exception) as original_exc:
-        original_forward(rmsnorm)(norm, x)
-    if version_tuple(sglang_version()) < (0, 5, 23):
-        assert type(guarded_exc.value) is type(original_exc.value)
-
-
-def test_release_without_forward_aiter_warns_once_and_raises_nothing(layernorm: Any) -> None:
+def test_release_without_an_aiter_entry_warns_once_and_raises_nothing(layernorm: Any) -> None:
     if hasattr(layernorm.RMSNorm, "forward_aiter"):
         pytest.skip(f"n/a: sglang {sglang_version()} has RMSNorm.forward_aiter")
     from conftest import run_python
@@ -201,39 +187,114 @@ EmulatedRocm().activate()
 import aiter_norm_guard
 import sglang.srt.layers.layernorm as ln
 aiter_norm_guard.install()
-print(aiter_norm_guard.status()["targets"][0])
+print([(t["name"], t["patched"]) for t in aiter_norm_guard.status()["targets"]])
 """
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("WARNING:aiter_norm_guard")]
-    assert len(warnings) == 1 and "not found" in warnings[0]
-    assert "'found': False" in proc.stdout and "'patched': False" in proc.stdout
+    assert len(warnings) == 1 and "no aiter branch" in warnings[0]
+    assert "True" not in proc.stdout.strip().splitlines()[-1]
 
 
-def test_row_strided_mode_hands_the_callers_view_to_the_kernel(
-    rmsnorm: Any, kernels: AiterKernelDouble, guarded: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """AITER_NORM_GUARD_ROW_STRIDED=1: a 2-D row-strided view reaches aiter as itself, no copy."""
-    if version_tuple(sglang_version()) >= (0, 5, 11):
-        pytest.skip(f"n/a: sglang {sglang_version()} copies non-contiguous x itself")
-    import aiter_norm_guard
-
-    qkv = torch.randn(64, 6144, dtype=DTYPE)
-    view = qkv[:, :4096]  # unit last stride, row pitch 6144
-    norm = make_norm(rmsnorm, 4096, DTYPE)
-    monkeypatch.setenv("AITER_NORM_GUARD_ROW_STRIDED", "1")
-    aiter_norm_guard.uninstall()
+@pytest.mark.parametrize(
+    ("x_shape", "res_shape"),
+    [((16, 128), (1, 16, 128)), ((4, 4, 128), (16, 128)), ((16, 128), (8, 128)), ((2, 8, 128), (2, 8, 128))],
+)
+@pytest.mark.parametrize("entry", [RMS, GEMMA])
+def test_residual_shape_semantics_are_natives(
+    x_shape: tuple[int, ...], res_shape: tuple[int, ...], entry: str, layernorm: Any, kernels: AiterKernelDouble,
+    guarded: None,
+) -> None:  # fmt: skip
+    """A residual of another shape than x: native broadcasts or raises, and so does the guarded call —
+    the kernel would index it with x's rows.  Native's exceptions reach the caller unchanged."""
+    require_entry(entry)
+    norm = make_module(layernorm, entry, 128, DTYPE)
+    x, res = torch.randn(x_shape, dtype=DTYPE), torch.randn(res_shape, dtype=DTYPE)
     try:
-        assert aiter_norm_guard.install(force=True)["row_strided"] is True
-        kernels.compute = False
-        with CopyCounter() as counter:
-            norm(view)
-        assert counter.copies == 0
-        (call,) = kernels.calls
-        assert call.tensors["input"] is view
-        kernels.compute = True
-        torch.testing.assert_close(norm(view), norm.forward_native(view))
-    finally:
-        monkeypatch.delenv("AITER_NORM_GUARD_ROW_STRIDED")
-        aiter_norm_guard.uninstall()
-        assert aiter_norm_guard.install(force=True)["row_strided"] is False
+        want = norm.forward_native(x, res)
+    except Exception as exc:
+        kernels.reset()
+        with pytest.raises(type(exc)):
+            norm(x, res)
+        assert kernels.calls == []
+        return
+    assert_same_result(norm(x, res), want, tol=tolerance(BY_NAME["residual_path"]) if entry == RMS else 2**-6)
+
+
+@pytest.mark.parametrize("entry", [RMS, GEMMA])
+def test_native_exceptions_propagate_and_the_kernel_is_never_reached(
+    entry: str, layernorm: Any, kernels: AiterKernelDouble, guarded: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """x of 16 rows with a residual of 8, with and without an fp32 weight: native raises; the guard
+    must neither swallow that nor call the kernel, and it is not an internal error of the guard."""
+    require_entry(entry)
+    x, res = torch.randn(16, 128, dtype=DTYPE), torch.randn(8, 128, dtype=DTYPE)
+    for wdt in (DTYPE, torch.float32):
+        norm = make_module(layernorm, entry, 128, DTYPE, wdt)
+        with pytest.raises(Exception) as native:
+            norm.forward_native(x, res)
+        kernels.reset()
+        with pytest.raises(type(native.value)):
+            norm(x, res)
+        assert kernels.calls == []
+    assert not any("internal error" in r.getMessage() for r in caplog.records)
+
+
+def test_strided_weight_goes_to_native_where_the_guard_looks(
+    layernorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
+    """``weight.data = w[::2]``: the kernel reads it as contiguous.  sglang's loaders never make one;
+    the guard checks it on the slow path (any unsafe activation), not on the safe path."""
+    require_entry(RMS)
+    norm = make_module(layernorm, RMS, 128, DTYPE)
+    norm.weight.data = torch.randn(256, dtype=DTYPE)[::2]
+    x = torch.randn(8, 4, 128, dtype=DTYPE)  # rank 3: the slow path
+    kernels.reset()
+    assert_same_result(norm(x), norm.forward_native(x))
+    assert kernels.calls == []
+
+
+def _pad_module(layernorm: Any, kernels: AiterKernelDouble) -> Any:
+    require_entry(RMS)
+    if "x_pad_to_multiple" not in layernorm.RMSNorm.__init__.__code__.co_varnames:
+        pytest.skip(f"n/a: sglang {sglang_version()} has no x_pad_to_multiple")
+    norm = layernorm.RMSNorm(96, eps=1e-6, x_pad_to_multiple=64).to(DTYPE)
+    assert norm._fused_pad_kernel is not None  # the emulated aiter.ops.triton.fused_add_rmsnorm_pad
+    norm.weight.data = torch.randn(96, dtype=DTYPE)
+    return norm
+
+
+@pytest.mark.parametrize("layout", ["2d", "transposed", "3d", "3d_strided"])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_pad_path_gives_the_originals_result_shape_included(
+    layout: str, with_residual: bool, layernorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
+    """GPT-OSS's fused add + RMSNorm + pad: the result (padded last dim) is what the release
+    returns for the same values in contiguous memory, on every path (the Triton kernel reads both
+    strides, so the guard only checks the weight's length there)."""
+    norm = _pad_module(layernorm, kernels)
+    base = torch.randn(6, 4, 192, dtype=DTYPE)
+    x = {"2d": base[0, :, :96].contiguous(), "transposed": torch.randn(96, 4, dtype=DTYPE).t(),
+         "3d": base[:, :, :96].contiguous(), "3d_strided": base[:, :, :96]}[layout]  # fmt: skip
+    args = (x, torch.randn(x.shape, dtype=DTYPE)) if with_residual else (x,)
+    original = original_entry(layernorm, RMS)
+    try:
+        want = original(norm, *(a.contiguous() for a in args))
+    except Exception as exc:  # the release's own error for this shape (the Triton wrapper is 2-D only)
+        with pytest.raises(type(exc)):
+            norm(*args)
+        return
+    assert_same_result(norm(*args), want, exact=True)
+
+
+def test_pad_path_wrong_hidden_size_raises_like_native(
+    layernorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
+    norm = _pad_module(layernorm, kernels)
+    x = torch.randn(4, 64, dtype=DTYPE)
+    with pytest.raises(ValueError):
+        norm.forward_native(x)
+    kernels.reset()
+    with pytest.raises(ValueError):
+        norm(x)
+    assert kernels.calls == []

@@ -19,3 +19,4 @@ def test_package_comes_from_site_packages_with_its_startup_files() -> None:
     assert (Path(pth).parent / START_NAME).read_text().strip() == "_aiter_norm_guard_startup:run"
     line = Path(pth).read_text().strip()
     assert line.startswith("import os;") and '__import__("_aiter_norm_guard_startup").run()' in line
+    assert '("", "0", "false", "no", "off")' in line  # anything but an off-word reaches run(): on, or a warning

@@ -1,10 +1,13 @@
-"""Pure layout logic: same object, view, or exactly one copy; the restore plan."""
+"""Pure layout logic: same object, view, or exactly one copy; refusals; the restore plan."""
 
 from __future__ import annotations
 
 import torch
 
-from aiter_norm_guard.layout import as_rows, is_row_strided, needs_reference, plan_rows
+from aiter_norm_guard import layout
+from aiter_norm_guard.layout import as_rows, is_row_strided, plan, refusal, weight_refusal
+
+BF = torch.bfloat16
 
 
 def test_2d_contiguous_is_the_same_object() -> None:
@@ -42,32 +45,57 @@ def test_expanded_stride_zero_is_copied() -> None:
     assert rows.is_contiguous() and rows.untyped_storage().nbytes() == 5 * 8 * 4
 
 
-def test_needs_reference_cases() -> None:
-    x = torch.randn(4, 8, dtype=torch.bfloat16)
-    assert not needs_reference(x, torch.bfloat16, None, None)
-    assert needs_reference(x, torch.float32, None, None)  # weight read in the wrong dtype
-    assert needs_reference(x[:0], torch.bfloat16, None, None)  # empty grid
-    assert needs_reference(torch.tensor(1.0, dtype=torch.bfloat16), torch.bfloat16, None, None)
-    assert needs_reference(x, torch.bfloat16, x.float(), None)  # residual read in x's dtype
-    assert needs_reference(x, torch.bfloat16, x[:2], None)  # residual rows do not match
-    assert not needs_reference(x, torch.bfloat16, x.clone(), x.clone())
+def test_refusals_name_what_no_layout_can_fix() -> None:
+    x = torch.randn(4, 8, dtype=BF)
+    w = torch.ones(8, dtype=BF)
+    assert refusal(x, [], [w]) is None
+    assert refusal(x[:0], [], [w]) == layout.ZERO_ROWS
+    assert refusal(torch.randn(2, 0, 8, dtype=BF), [], [w]) == layout.ZERO_ROWS  # shape[0] != 0, still empty
+    assert refusal(torch.tensor(1.0, dtype=BF), [], [w]) == layout.RANK_ZERO
+    assert refusal(x, [], [w.float()]) == layout.WEIGHT_DTYPE  # read as bf16 bytes: garbage
+    assert refusal(x, [], [torch.ones(16, dtype=BF)]) == layout.HIDDEN_SIZE  # n elements of a longer weight
+    assert refusal(x, [], [torch.ones(4, dtype=BF)]) == layout.HIDDEN_SIZE  # past a shorter one
+    assert refusal(x, [], [torch.ones(16, dtype=BF)[::2]]) == layout.STRIDED_WEIGHT
+    assert refusal(x, [x.float()], [w]) == layout.ROWS_MISMATCH  # residual read in x's dtype
+    assert refusal(x, [x[:2]], [w]) == layout.ROWS_MISMATCH  # fewer rows
+    assert refusal(x, [x.view(1, 4, 8)], [w]) == layout.ROWS_MISMATCH  # same numel, native broadcasts
+    assert refusal(x, [x.clone(), x.t().contiguous().t()], [w, w]) is None
 
 
-def test_plan_restores_caller_shapes() -> None:
+def test_weight_refusal_order_is_dtype_then_length_then_stride() -> None:
+    w = torch.ones(16, dtype=torch.float32)[::2]
+    assert weight_refusal(8, BF, [w]) == layout.WEIGHT_DTYPE
+    assert weight_refusal(8, torch.float32, [w]) == layout.STRIDED_WEIGHT
+    assert weight_refusal(4, torch.float32, [w]) == layout.HIDDEN_SIZE
+
+
+def test_plan_restores_the_callers_shape_on_every_result_tensor() -> None:
     x = torch.randn(2, 3, 8)
     res = torch.randn(2, 3, 8)
-    plan = plan_rows(x, res, None)
-    assert plan.x.shape == (6, 8) and plan.residual is not None and plan.residual.shape == (6, 8)
-    out, res_out = plan.restore((torch.zeros(6, 8), torch.ones(6, 8)))  # type: ignore[misc]
+    p = plan(x, [res])
+    assert [t.shape for t in p.tensors] == [(6, 8), (6, 8)]
+    out, res_out = p.restore((torch.zeros(6, 8), torch.ones(6, 8)))  # type: ignore[misc]
     assert out.shape == x.shape and res_out.shape == res.shape
+    padded = torch.zeros(6, 16)  # a result of another shape (a padded last dim) is left alone
+    assert p.restore(padded) is padded
     flat = torch.randn(6, 8)
-    plan2 = plan_rows(flat, None, None)
     y = torch.zeros(6, 8)
-    assert plan2.restore(y) is y  # nothing reshaped for an already-2-D caller
+    assert plan(flat, []).restore(y) is y  # nothing reshaped for an already-2-D caller
+    assert plan(flat, []).tensors[0] is flat
 
 
-def test_post_is_canonicalized_only_with_a_residual() -> None:
-    x = torch.randn(2, 3, 8)
-    post = torch.randn(2, 3, 8)
-    assert plan_rows(x, None, post).post is post
-    assert plan_rows(x, torch.randn(2, 3, 8), post).post.shape == (6, 8)  # type: ignore[union-attr]
+def test_keep_rank_only_makes_contiguous() -> None:
+    t = torch.randn(8, 4).t()
+    p = plan(t, [], keep_rank=True)
+    assert p.tensors[0].shape == t.shape and p.tensors[0].is_contiguous()
+    assert p.restore("anything") == "anything"
+    c = torch.randn(4, 8)
+    assert plan(c, [], keep_rank=True).tensors[0] is c
+
+
+def test_one_dimensional_activation_is_one_row() -> None:
+    x = torch.randn(8)
+    p = plan(x, [])
+    assert p.tensors[0].shape == (1, 8)
+    assert p.restore(torch.zeros(1, 8)).shape == (8,)  # type: ignore[union-attr]
+

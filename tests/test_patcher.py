@@ -1,7 +1,8 @@
-"""install / uninstall symmetry, idempotency, late import, missing targets."""
+"""install / uninstall symmetry, idempotency, third-party wrappers, reload, late import, missing targets."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -12,136 +13,158 @@ import pytest
 import torch
 
 import aiter_norm_guard
-from aiter_norm_guard.guard import WRAPPED_ATTR
+from aiter_norm_guard.guard import guard_of, original_of
 from aiter_norm_guard.patcher import Patcher
-from aiter_norm_guard.targets import Target
-from conftest import make_norm, original_forward, run_python
+from aiter_norm_guard.targets import RMSNORM, Contract
+from conftest import guarded_entries, make_norm, original_forward, run_python
+
+Q = "torch.randn(64, 6144, dtype=torch.bfloat16)[:, :4096].view(64, 32, 128)"
 
 
-def test_uninstall_puts_back_the_original_object_and_install_wraps_once(rmsnorm: Any, guarded: None) -> None:
-    original = original_forward(rmsnorm)
-    norm = make_norm(rmsnorm, 128, torch.bfloat16)
-    assert norm._forward_method.__func__ is rmsnorm.__dict__["forward_aiter"]
+def qview() -> torch.Tensor:
+    return torch.randn(64, 6144, dtype=torch.bfloat16)[:, :4096].view(64, 32, 128)
+
+
+def test_uninstall_puts_back_the_original_objects_and_install_wraps_once(layernorm: Any, guarded: None) -> None:
+    entries = sorted(guarded_entries())
+    assert entries, "this release has an aiter entry"
+    cls = {e: getattr(layernorm, e.split(".")[0]) for e in entries}
+    originals = {e: original_of(cls[e].__dict__[e.split(".")[1]]) for e in entries}
+    norm = make_norm(layernorm.RMSNorm, 128, torch.bfloat16)
+    bound = norm._forward_method.__func__
 
     aiter_norm_guard.uninstall()
-    assert rmsnorm.__dict__["forward_aiter"] is original
-    assert norm._forward_method.__func__ is original  # live instances unbound too
+    for e in entries:
+        assert cls[e].__dict__[e.split(".")[1]] is originals[e]
+    assert guard_of(bound) is not None and norm._forward_method.__func__ is originals["RMSNorm.forward_aiter"]
     assert not any(t["patched"] for t in aiter_norm_guard.status()["targets"])
 
     aiter_norm_guard.install(force=True)
-    wrapper = rmsnorm.__dict__["forward_aiter"]
-    assert getattr(wrapper, WRAPPED_ATTR) is original
-    assert norm._forward_method.__func__ is wrapper
+    for e in entries:
+        fn = cls[e].__dict__[e.split(".")[1]]
+        assert original_of(fn) is originals[e] and original_of(originals[e]) is None  # one layer, ours
+    assert guard_of(norm._forward_method.__func__) is not None  # live instances bound to the guard again
+    first = {e: cls[e].__dict__[e.split(".")[1]] for e in entries}
     aiter_norm_guard.install(force=True)
-    assert rmsnorm.__dict__["forward_aiter"] is wrapper  # installing twice wraps once
-    assert getattr(getattr(wrapper, WRAPPED_ATTR), WRAPPED_ATTR, None) is None
+    assert {e: cls[e].__dict__[e.split(".")[1]] for e in entries} == first
 
 
-def test_status_is_json_serializable(rmsnorm: Any, guarded: None) -> None:
+def test_status_is_json_serializable_and_truthful(layernorm: Any, guarded: None) -> None:
     st = json.loads(json.dumps(aiter_norm_guard.status()))
-    assert st["active"] and st["installed"] and st["sglang"]["installed"]
-    (target,) = st["targets"]
-    assert target == {**target, "found": True, "patched": True, "module_imported": True}
+    assert st["active"] and st["installed"] and st["sglang"]["installed"] and st["error"] is None
+    rms = next(t for t in st["targets"] if t["name"] == "RMSNorm.forward_aiter")
+    assert rms == {**rms, "present": True, "patched": True, "module_imported": True, "selected": True}
+    quant = [t for t in st["targets"] if "quant" in t["name"]]
+    assert all(not t["patched"] for t in quant)  # their modules are not imported here
     assert "import" in st["sources"]
 
 
-def broken_factory(original: Any, allow_row_stride: bool = False) -> Any:
-    raise RuntimeError("factory exploded")
+def tracer(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        traced.calls += 1  # type: ignore[attr-defined]
+        return fn(*args, **kwargs)
+
+    traced.calls = 0  # type: ignore[attr-defined]
+    return traced
 
 
-def test_missing_and_broken_targets_warn_once_and_raise_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    mod = types.ModuleType("fake_sglang_layernorm")
+def test_a_third_party_wrapper_over_the_guard_survives_uninstall(
+    rmsnorm: Any, kernels: Any, guarded: None
+) -> None:
+    """functools.wraps copies the guard's attributes: identity, not attributes, says what is ours."""
+    from aiter_norm_guard_emulation import MemoryAccessFault
 
-    class RMSNorm:
-        def forward_aiter(self, x: Any, residual: Any = None) -> Any:
-            return x
-
-    mod.RMSNorm = RMSNorm  # type: ignore[attr-defined]
-    sys.modules[mod.__name__] = mod
-
+    ours = rmsnorm.__dict__["forward_aiter"]
+    rmsnorm.forward_aiter = traced = tracer(ours)
     try:
-        targets = (
-            Target(
-                "renamed",
-                mod.__name__,
-                "RMSNorm.forward_aiter_v2",
-                "aiter_norm_guard.guard:make_guarded_forward",
-                (),
-                "-",
-            ),
-            Target("broken", mod.__name__, "RMSNorm.forward_aiter", f"{__name__}:broken_factory", (), "-"),
-        )
-        patcher = Patcher(targets)
-        with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
-            patcher.install()
-            patcher.install()
-        states = {s["name"]: s for s in patcher.report()}
-        assert states["renamed"]["found"] is False and "not found" in states["renamed"]["error"]
-        assert states["broken"]["found"] is True and states["broken"]["patched"] is False
-        assert "factory exploded" in states["broken"]["error"]
-        assert RMSNorm.__dict__["forward_aiter"] is not None and not hasattr(RMSNorm.forward_aiter, WRAPPED_ATTR)
-        messages = [r.getMessage() for r in caplog.records]
-        assert sum("forward_aiter_v2 not found" in m for m in messages) == 1
-        assert sum("could not patch broken" in m for m in messages) == 1
+        built = make_norm(rmsnorm, 128, torch.bfloat16)  # binds the tracer
+        early = make_norm(rmsnorm, 128, torch.bfloat16)
+        early._forward_method = types.MethodType(ours, early)  # bound to the guard itself
+        st = aiter_norm_guard.uninstall()
+        assert rmsnorm.__dict__["forward_aiter"] is traced  # the tracer stays
+        rms = next(t for t in st["targets"] if t["name"] == "RMSNorm.forward_aiter")
+        assert rms["patched"] is False and not st["active"]
+        assert early._forward_method.__func__ is original_of(ours)  # the guard's instances get the original
+        with pytest.raises(MemoryAccessFault):  # uninstalled means sglang's own behaviour, through the tracer
+            built(qview())
+        assert traced.calls == 1
+        st = aiter_norm_guard.install(force=True)
+        rms = next(t for t in st["targets"] if t["name"] == "RMSNorm.forward_aiter")
+        assert rms["patched"] and rms["beneath"] is not None and "traced" in rms["beneath"]
+        assert rmsnorm.__dict__["forward_aiter"] is traced and traced.__wrapped__ is ours  # no second guard
+        q = qview()
+        torch.testing.assert_close(built(q), built.forward_native(q))
     finally:
-        del sys.modules[mod.__name__]
+        rmsnorm.forward_aiter = ours
 
 
-EMULATED_IMPORT = """
-import json, torch
+def test_reload_of_layernorm_is_guarded_again_and_status_tells_the_truth(layernorm: Any) -> None:
+    code = """
+import importlib, json, torch
 from aiter_norm_guard_emulation import EmulatedRocm, MemoryAccessFault
 EmulatedRocm().activate()
-"""
+import aiter_norm_guard
+import sglang.srt.layers.layernorm as ln
+old = ln.RMSNorm
+importlib.reload(ln)
+assert ln.RMSNorm is not old
+m = ln.RMSNorm(128).to(torch.bfloat16)
+q = Q
+st = aiter_norm_guard.status()
+print(json.dumps({"same": bool(torch.equal(m(q), m.forward_native(q))),
+                  "patched": [t["name"] for t in st["targets"] if t["patched"]]}))
+""".replace("Q", Q)
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["same"] and "RMSNorm.forward_aiter" in result["patched"]
 
-CHECK_Q = """
-q = torch.randn(2048, 6144, dtype=torch.bfloat16)[:, :4096].view(2048, 32, 128)
+
+def test_late_import_protects_modules_built_before_the_guard(layernorm: Any) -> None:
+    code = """
+import json, sys, torch
+from aiter_norm_guard_emulation import EmulatedRocm, MemoryAccessFault
+EmulatedRocm().activate()
+assert "aiter_norm_guard" not in sys.modules
+import sglang.srt.layers.layernorm as ln
+early = ln.RMSNorm(128).to(torch.bfloat16)
+q = Q
 def outcome(m):
     try:
         torch.testing.assert_close(m(q), m.forward_native(q)); return "ok"
     except MemoryAccessFault:
         return "fault"
-"""
-
-
-def test_late_import_protects_modules_built_before_the_guard(layernorm: Any) -> None:
-    code = (
-        EMULATED_IMPORT
-        + """
-import sys
-assert "aiter_norm_guard" not in sys.modules
-import sglang.srt.layers.layernorm as ln
-early = ln.RMSNorm(128).to(torch.bfloat16)
-"""
-        + CHECK_Q
-        + """
 before = outcome(early)
 import aiter_norm_guard
+rms = [t for t in aiter_norm_guard.status()["targets"] if t["name"] == "RMSNorm.forward_aiter"][0]
 print(json.dumps({"before": before, "after": outcome(early), "new": outcome(ln.RMSNorm(128).to(torch.bfloat16)),
-                  "rebound": aiter_norm_guard.status()["targets"][0]["instances_rebound"]}))
-"""
-    )
+                  "rebound": rms["instances_rebound"]}))
+""".replace("Q", Q)
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result == {"before": "fault", "after": "ok", "new": "ok", "rebound": 1}
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"before": "fault", "after": "ok", "new": "ok",
+                                                                 "rebound": 1}  # fmt: skip
+
+
+ENV_CODE = """
+import json, logging
+logging.basicConfig(level=logging.WARNING)
+from aiter_norm_guard_emulation import EmulatedRocm
+EmulatedRocm().activate()
+import aiter_norm_guard
+import sglang.srt.layers.layernorm as ln
+st = aiter_norm_guard.status()
+print(json.dumps({"patched": st["targets"][0]["patched"], "enabled": st["enabled"], "reason": st["reason"]}))
+"""
 
 
 @pytest.mark.parametrize(
     ("value", "patched", "warns"),
     [("0", False, False), ("OFF", False, False), ("1", True, False), ("Yes", True, False), ("banana", True, True)],
 )
-def test_env_switch(value: str, patched: bool, warns: bool, layernorm: Any) -> None:
-    code = (
-        EMULATED_IMPORT
-        + """
-import logging; logging.basicConfig(level=logging.WARNING)
-import aiter_norm_guard
-import sglang.srt.layers.layernorm as ln
-st = aiter_norm_guard.status()
-print(json.dumps({"patched": st["targets"][0]["patched"], "enabled": st["enabled"], "reason": st["reason"]}))
-"""
-    )
-    proc = run_python(code, env={"AITER_NORM_GUARD": value})
+def test_env_switch(value: str, patched: bool, warns: bool, rmsnorm: Any) -> None:
+    proc = run_python(ENV_CODE, env={"AITER_NORM_GUARD": value})
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["patched"] is patched and result["enabled"] is patched
@@ -151,20 +174,64 @@ print(json.dumps({"patched": st["targets"][0]["patched"], "enabled": st["enabled
         assert "1/true/yes/on" in warned[0] and "0/false/no/off" in warned[0]
 
 
-def test_sglang_absent_is_quiet_and_harmless() -> None:
+rms_norm: Any = None  # stands for the aiter binding an entry calls
+
+
+class _Norm:
+    def forward_aiter(self, x: Any, residual: Any = None) -> Any:
+        return rms_norm(x)
+
+
+def test_missing_and_unbuildable_targets_raise_nothing_and_say_why(caplog: pytest.LogCaptureFixture) -> None:
+    mod = types.ModuleType("fake_sglang_layernorm")
+    mod.RMSNorm = _Norm  # type: ignore[attr-defined]
+    mod._use_aiter = True  # type: ignore[attr-defined]
+    mod.rms_norm = None  # type: ignore[attr-defined]
+    sys.modules[mod.__name__] = mod
+    try:
+        renamed = RMSNORM._replace(name="renamed", module=mod.__name__, attribute="RMSNorm.forward_aiter_v2")
+        unbuildable = RMSNORM._replace(
+            name="unbuildable", module=mod.__name__, contract=Contract(x="hidden"), aiter_calls=()
+        )
+        patcher = Patcher((renamed, unbuildable._replace(aiter_calls=("rms_norm",))))
+        with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
+            patcher.install()
+            patcher.install()
+        states = {s["name"]: s for s in patcher.report()}
+        assert states["renamed"]["present"] is False and states["renamed"]["patched"] is False
+        assert states["unbuildable"]["present"] is True and states["unbuildable"]["patched"] is False
+        assert "has no parameter 'hidden'" in states["unbuildable"]["error"]
+        assert _Norm.__dict__["forward_aiter"] is not None and guard_of(_Norm.forward_aiter) is None
+        assert sum("could not patch unbuildable" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        del sys.modules[mod.__name__]
+
+
+def test_without_wrapt_status_says_so(rmsnorm: Any) -> None:
     code = """
-import json, logging, sys
-logging.basicConfig(level=logging.DEBUG)
-sys.modules["sglang"] = None  # make sglang unimportable even if it is installed
+import json, sys
+sys.modules["wrapt"] = None  # wrapt made unimportable
 import aiter_norm_guard
-aiter_norm_guard.install()  # explicit again: still one warning
 st = aiter_norm_guard.status()
-print(json.dumps({"installed": st["installed"], "imported": st["targets"][0]["module_imported"],
-                  "patched": st["targets"][0]["patched"]}))
+print(json.dumps({"installed": st["installed"], "error": st["error"]}))
 """
-    proc = run_python(code, env={"PYTHONPATH": ""})
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"installed": True, "imported": False, "patched": False}
-    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("WARNING")]
-    assert len(warnings) == 1 and "sglang is not installed" in warnings[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["error"] and "wrapt" in result["error"]
+
+
+def test_entries_without_their_aiter_branch_are_left_alone(layernorm: Any, guarded: None) -> None:
+    """A present entry whose source never reaches aiter (0.5.16+ Gemma: sglang's own Triton or
+    native) is not patched: the guard would only change the release's behaviour there."""
+    for t in aiter_norm_guard.status()["targets"]:
+        if t["present"] and t["module_imported"]:
+            assert t["patched"] == bool(t["aiter_branch"] and t["selected"]), t
+
+
+def test_reinstall_after_uninstall_wraps_the_same_original(rmsnorm: Any, guarded: None) -> None:
+    fn = rmsnorm.__dict__["forward_aiter"]
+    aiter_norm_guard.uninstall()
+    aiter_norm_guard.install(force=True)
+    again = rmsnorm.__dict__["forward_aiter"]
+    assert original_of(again) is original_of(fn) is original_forward(rmsnorm)

@@ -91,13 +91,43 @@ if __name__ == "__main__":
     assert result["child"]["guard_loaded"] is False and result["child"]["outcomes"] == {"q": "fault", "k": "fault"}
 
 
+MODULES = "import sys, json; print(json.dumps(sorted(m for m in sys.modules if 'aiter' in m or m in ('torch', 'wrapt', 'sglang'))))"  # noqa: E501
+
+
 def test_bootstrap_is_inert_when_off() -> None:
-    code = "import sys, json; print(json.dumps(sorted(m for m in sys.modules if 'aiter' in m or m in "
-    code += "('torch', 'wrapt', 'sglang'))))"
-    for value in (None, "0", "off", "banana"):
+    for value in (None, "0", "off", " OFF "):
         env = helper_env() if value is None else helper_env(AITER_NORM_GUARD=value)
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-        assert last_json(proc) == [], value  # type: ignore[comparison-overlap]
+        proc = subprocess.run([sys.executable, "-c", MODULES], capture_output=True, text=True, env=env, timeout=60)
+        assert last_json(proc) == [] and proc.stderr == "", value  # type: ignore[comparison-overlap]
+
+
+@pytest.mark.parametrize("value", ["ture", "enable", "2"])
+def test_a_misspelt_switch_warns_once_in_every_process_and_installs_nothing(value: str) -> None:
+    env = helper_env(AITER_NORM_GUARD=value)
+    proc = subprocess.run([sys.executable, "-c", MODULES], capture_output=True, text=True, env=env, timeout=60)
+    assert last_json(proc) == ["_aiter_norm_guard_startup"]  # type: ignore[comparison-overlap]
+    warnings = [line for line in proc.stderr.splitlines() if "AITER_NORM_GUARD" in line]
+    assert len(warnings) == 1 and repr(value) in warnings[0] and "1/true/yes/on" in warnings[0]
+    # the same process importing the guard later: still one warning, and the unset behaviour (on)
+    code = "import aiter_norm_guard, json; print(json.dumps(aiter_norm_guard.status()['enabled']))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert last_json(proc) is True  # type: ignore[comparison-overlap]
+    assert sum("AITER_NORM_GUARD" in line for line in proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_uninstall_gives_children_back_the_switch_as_it_was(layernorm: Any) -> None:
+    code = f"""
+import json, os, subprocess, sys
+import aiter_norm_guard
+during = os.environ.get("AITER_NORM_GUARD")
+aiter_norm_guard.uninstall()
+after = os.environ.get("AITER_NORM_GUARD")
+child = subprocess.run([sys.executable, {HELPER!r}], capture_output=True, text=True)
+print(json.dumps({{"during": during, "after": after, "child": json.loads(child.stdout.strip().splitlines()[-1])}}))
+"""
+    result = last_json(run_python(code))
+    assert result["during"] == "1" and result["after"] is None
+    assert result["child"]["guard_loaded"] is False and result["child"]["outcomes"] == {"q": "fault", "k": "fault"}
 
 
 def launcher() -> list[str]:
@@ -128,18 +158,33 @@ def test_launcher_runs_the_command_guarded_and_passes_exit_status_and_signals(la
         [*launcher(), "run", "--", "no-such-command-xyz"], capture_output=True, text=True, env=helper_env(), timeout=120
     )
     assert missing.returncode == 127 and "cannot run" in missing.stderr
+    not_executable = subprocess.run(
+        [*launcher(), "run", "--", str(REPO / "README.md")],
+        capture_output=True,
+        text=True,
+        env=helper_env(),
+        timeout=120,
+    )
+    assert not_executable.returncode == 126 and "cannot run" in not_executable.stderr  # as a shell says it
+
+
+def test_launcher_and_doctor_say_nothing_about_sglang_before_an_unrelated_command() -> None:
+    env = {**helper_env(), "PYTHONPATH": ""}
+    proc = subprocess.run([*launcher(), "run", "--", sys.executable, "-c", "print('hi')"],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "hi" and "sglang" not in proc.stderr
 
 
 PLUGIN_CODE = """
 import json, sys
+from aiter_norm_guard_emulation import EmulatedRocm
+EmulatedRocm().activate()  # a ROCm host from the start, as on a real one (sglang caches is_hip())
 from sglang.srt.plugins import load_plugins
 load_plugins()
 guard = sys.modules.get("aiter_norm_guard")
-from aiter_norm_guard_emulation import EmulatedRocm
-EmulatedRocm().activate()
 import sglang.srt.layers.layernorm as ln
-print(json.dumps({"sources": guard.status()["sources"] if guard else [],
-                  "patched": hasattr(ln.RMSNorm.forward_aiter, "__aiter_norm_guard_original__")}))
+patched = guard is not None and sys.modules["aiter_norm_guard.registry"].guard_of(ln.RMSNorm.forward_aiter) is not None
+print(json.dumps({"sources": guard.status()["sources"] if guard else [], "patched": patched}))
 """
 
 

@@ -1,0 +1,1 @@
+"""Test support: sglang's non-norm kernels stubbed at import, and its real model code on CPU."""

@@ -1,0 +1,66 @@
+"""Reading an entry's aiter branch and its upstream checks from source, with no import."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from aiter_norm_guard import source_scan
+from aiter_norm_guard.targets import TARGETS
+from conftest import sglang_version
+
+GEMMA_0_5_10 = '''
+class GemmaRMSNorm:
+    def forward_hip(self, x, residual=None):
+        if not _has_vllm_rms_norm:
+            return self.forward_native(x, residual)
+        w = self.weight.data + 1.0
+        if _use_aiter:
+            return rms_norm(x, w, self.variance_epsilon)
+        else:
+            if not x.is_contiguous():
+                x = x.contiguous()
+            out = torch.empty_like(x)
+            rms_norm(out, x, w, self.variance_epsilon)
+            return out
+'''
+
+GEMMA_0_5_16 = '''
+class GemmaRMSNorm:
+    def forward_hip(self, x, residual=None):
+        if _use_aiter and _has_rocm_triton_gemma_rms_norm:
+            return rocm_triton_gemma_rmsnorm(x, self.weight.data, self.variance_epsilon)
+        if _use_aiter:
+            return self.forward_native(x, residual)
+        else:
+            x = x.contiguous()
+            rms_norm(out, x, w, self.variance_epsilon)
+'''
+
+
+def report(src: str, attr: str = "GemmaRMSNorm.forward_hip") -> dict[str, Any]:
+    return source_scan.entry_report(ast.parse(textwrap.dedent(src)), attr, ("rms_norm", "fused_add_rms_norm"))
+
+
+def test_the_aiter_branch_alone_is_read() -> None:
+    old = report(GEMMA_0_5_10)
+    assert old["present"] and old["aiter_branch"] and old["checks"] == []  # the vllm branch's contiguous() is not it
+    new = report(GEMMA_0_5_16)
+    assert new["present"] and not new["aiter_branch"]  # rms_norm only under `else` of `if _use_aiter`
+    assert report(GEMMA_0_5_10, "GemmaRMSNorm.forward_cuda") == {"present": False, "parameters": None,
+                                                                  "aiter_branch": False, "checks": []}  # fmt: skip
+
+
+def test_installed_release_report_matches_what_the_patcher_did(layernorm: Any) -> None:
+    import aiter_norm_guard
+
+    tree = source_scan.parse(Path(layernorm.__file__).read_text(encoding="utf-8"))
+    states = {t["name"]: t for t in aiter_norm_guard.install(force=True)["targets"]}
+    for target in TARGETS:
+        if target.module != "sglang.srt.layers.layernorm":
+            continue
+        r = source_scan.entry_report(tree, target.attribute, target.aiter_calls)
+        assert r["present"] == states[target.name]["present"], (sglang_version(), target.name)
+        assert bool(r["aiter_branch"]) == bool(states[target.name]["patched"]), (sglang_version(), target.name)

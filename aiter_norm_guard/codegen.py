@@ -67,20 +67,26 @@ def signature_text(sig: inspect.Signature, namespace: dict[str, Any]) -> tuple[s
 
 
 def weight_lookup(var: str, spec: str, self_name: str | None) -> list[str]:
-    """Lines that bind ``var`` to the tensor ``spec`` names (``self.a|self.b`` or a parameter)."""
+    """Lines that bind ``var`` to the tensor ``spec`` names (``self.a|self.b`` or a parameter).
+
+    A module tensor is looked up where ``nn.Module`` keeps it, parameters first, then buffers,
+    then a plain attribute (``self.weight`` itself would go through ``Module.__getattr__``,
+    ~0.5 us): each miss costs one dict lookup.  None if no name is found.
+    """
     if not spec.startswith("self."):
         return [f"{var} = {_ident(spec)}"]
     if self_name is None:
         raise ValueError(f"{spec!r} needs a method (the entry has no self)")
-    names = tuple(_ident(part.split(".", 1)[1]) for part in spec.split("|"))
-    first = names[0]
-    return [
-        f"{var} = {self_name}._parameters.get({first!r})",
-        f"if {var} is None:",
-        f"    {var} = {self_name}._buffers.get({first!r})",
-        f"    if {var} is None:",
-        f"        {var} = _tensor_attr({self_name}, {names!r})",
-    ]
+    lines: list[str] = []
+    indent = ""
+    for i, part in enumerate(spec.split("|")):
+        name = _ident(part.split(".", 1)[1])
+        for j, store in enumerate(("_parameters", "_buffers", "__dict__")):
+            if i or j:
+                lines.append(f"{indent}if {var} is None:")
+                indent += "    "
+            lines.append(f"{indent}{var} = {self_name}.{store}.get({name!r})")
+    return lines
 
 
 def fast_path_source(
@@ -92,7 +98,13 @@ def fast_path_source(
     weights: tuple[str, ...],
     self_name: str | None,
 ) -> str:
-    """The guarded function: the original at once when every tensor is already kernel-safe."""
+    """The guarded function: the original at once when every tensor is already kernel-safe.
+
+    Checked per call, cheapest first: ``x`` is 2-D (the shape unpacks), non-empty and
+    contiguous; each weight has ``x``'s last dimension as its length and ``x``'s dtype; each
+    ``like_x`` tensor is None or has ``x``'s shape and dtype and is contiguous.  The common
+    call without them skips their checks.
+    """
     params, call, slow_args = signature_text(sig, namespace)
     x = _ident(x)
     body = [f"_s = {x}.shape", "_m, _n = _s", f"_dt = {x}.dtype"]
@@ -100,12 +112,20 @@ def fast_path_source(
     for i, spec in enumerate(weights):
         body += weight_lookup(f"_w{i}", spec, self_name)
         conds += [f"_n == _w{i}.numel()", f"_w{i}.dtype is _dt"]
-    for r in like_x:
-        r = _ident(r)
-        conds.append(f"({r} is None or ({r}.dtype is _dt and {r}.shape == _s and {r}.is_contiguous()))")
+    like = [_ident(r) for r in like_x]
+    full = conds + [f"({r} is None or ({r}.dtype is _dt and {r}.shape == _s and {r}.is_contiguous()))" for r in like]
+    if like:
+        body += [
+            f"if {' and '.join(f'{r} is None' for r in like)}:",
+            f"    _safe = {' and '.join(conds)}",
+            "else:",
+            f"    _safe = {' and '.join(full)}",
+        ]
+    else:
+        body.append(f"_safe = {' and '.join(conds)}")
     lines = [f"def {_ident(name)}({params}):", "    try:"]
     lines += [f"        {line}" for line in body]
-    lines += [f"        _safe = {' and '.join(conds)}", "    except Exception:", "        _safe = False"]
+    lines += ["    except Exception:", "        _safe = False"]
     lines += ["    if _safe:", f"        return _original({call})", f"    return _slow({slow_args})", ""]
     return "\n".join(lines)
 

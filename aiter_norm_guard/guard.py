@@ -172,7 +172,6 @@ class Guard:
         ns: dict[str, Any] = {
             "_original": self.original,
             "_slow": self.slow,
-            "_tensor_attr": tensor_attr,
             "_no_keywords": {},
         }
         like = tuple(n for n in c.like_x if n in self.names)

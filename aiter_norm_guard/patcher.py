@@ -47,13 +47,15 @@ class TargetState:
 
 
 def _resolve(module: types.ModuleType, dotted: str) -> tuple[Any, str, Any]:
-    """(owner, attribute name, current value) for ``Class.method`` or ``function`` in ``module``."""
+    """(owner, attribute name, current value) for ``Class.method`` or ``function`` in ``module``.
+
+    The attribute must be the owner's own (an inherited method is another entry: KeyError).
+    """
     *path, attr = dotted.split(".")
     owner: Any = module
     for part in path:
         owner = getattr(owner, part)
-    current = owner.__dict__[attr] if attr in getattr(owner, "__dict__", {}) else getattr(owner, attr)
-    return owner, attr, current
+    return owner, attr, vars(owner)[attr]
 
 
 def find_guard(fn: Any, depth: int = 16) -> tuple[Any, Any]:

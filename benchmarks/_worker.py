@@ -1,119 +1,199 @@
-"""One benchmark variant in one release environment; prints a JSON line.
+"""One benchmark process for one sglang release; prints a JSON line.
 
-Variants: ``unguarded`` (the release's own forward_aiter), ``guarded`` (the installed
-guard), ``prologue`` (0.5.23's forward_aiter with its CPU early exit ``if not x.is_cuda``
-removed, i.e. the Python a GPU runs).  The aiter kernels are the double with
-``compute=False``: they return at once, so only Python overhead is timed.
+The aiter kernels are the emulation's double with ``compute=False``: they return at once, so
+only Python is timed.  The guard is not auto-installed here (``AITER_NORM_GUARD=0``): each
+guarded function is built with ``make_guarded`` around the very function it is compared with,
+so the floor, the guard and the upstream fix run in this one process, interleaved:
 
-Every variant is timed against a floor in the same process, alternating: sglang 0.5.10's
-own ``forward_aiter`` (read from the pinned 0.5.10 overlay) compiled into this release's
-module globals.  Overhead = variant - floor, so differences between processes cancel.
+- RMSNorm's floor is sglang 0.5.10's own ``forward_aiter`` (no fix), compiled from the pinned
+  0.5.10 source into this release's module; its upstream fix is this release's own
+  ``forward_aiter`` (0.5.11: ``x`` only; 0.5.19: ``x``, residual, zero rows, weight dtype).
+- Gemma's and LayerNorm's floor is this release's own entry (no upstream fix exists).
+- The fp8 quant's floor is this release's own function (sglang's callers check zero rows).
+Overhead = variant - floor (ns per call, minimum over interleaved repeats).
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
 import json
+import os
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
-from aiter_norm_guard_emulation.counting import CopyCounter
-
-SIZES = [(t, h) for h in (128, 4096) for t in (1, 8, 64, 256)]
-
-
-FLOOR_SOURCE = Path(__file__).resolve().parent.parent / ".envs/sglang-0.5.10/sglang/srt/layers/layernorm.py"
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR_SOURCE = ROOT / ".envs/sglang-0.5.10/sglang/srt/layers/layernorm.py"
+BF = torch.bfloat16
+CALLS, REPEATS = int(os.environ.get("BENCH_CALLS", "20000")), int(os.environ.get("BENCH_REPEATS", "9"))
 
 
-def _compile(fdef: ast.FunctionDef, filename: str, globals_: dict[str, Any]) -> Any:
-    fdef.decorator_list = []
-    ns: dict[str, Any] = {}
-    exec(compile(ast.Module([fdef], []), filename, "exec"), globals_, ns)
-    return ns[fdef.name]
-
-
-def without_cpu_exit(fn: Any) -> Any:
-    """``fn`` recompiled without its ``if not x.is_cuda: return forward_native`` statement."""
-    fdef = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
-    assert isinstance(fdef, ast.FunctionDef)
-    fdef.body = [st for st in fdef.body if not (isinstance(st, ast.If) and "is_cuda" in ast.unparse(st.test))]
-    return _compile(fdef, inspect.getsourcefile(fn) or "<forward_aiter>", fn.__globals__)
-
-
-def floor_function(module_globals: dict[str, Any]) -> Any:
-    """sglang 0.5.10's RMSNorm.forward_aiter, compiled into ``module_globals``."""
-    for node in ast.parse(FLOOR_SOURCE.read_text()).body:
-        if isinstance(node, ast.ClassDef) and node.name == "RMSNorm":
+def compiled(path: Path, cls: str, name: str, globals_: dict[str, Any]) -> Any:
+    """``cls.name`` from ``path``'s source, compiled into ``globals_`` (another release's module)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
             for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "forward_aiter":
-                    return _compile(item, str(FLOOR_SOURCE), module_globals)
-    raise LookupError("no RMSNorm.forward_aiter in the 0.5.10 source")
+                if isinstance(item, ast.FunctionDef) and item.name == name:
+                    item.decorator_list = []
+                    ns: dict[str, Any] = {}
+                    exec(compile(ast.Module([item], []), str(path), "exec"), globals_, ns)
+                    return ns[name]
+    raise LookupError(f"{cls}.{name} not in {path}")
 
 
-def _once(fn: Any, args: tuple[Any, ...], calls: int) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(calls):
-        fn(*args)
-    return (time.perf_counter_ns() - start) / calls
+def timed(variants: dict[str, tuple[Any, tuple[Any, ...]]]) -> dict[str, float]:
+    """Per-call ns of each ``fn(*args)``, the minimum over interleaved repeats."""
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(REPEATS):
+        for name, (fn, args) in variants.items():
+            start = time.perf_counter_ns()
+            for _ in range(CALLS):
+                fn(*args)
+            best[name] = min(best[name], (time.perf_counter_ns() - start) / CALLS)
+    return best
 
 
-def paired_ns(fn: Any, floor: Any, *args: Any, calls: int = 20000, repeats: int = 9) -> tuple[float, float]:
-    """(floor, variant) per-call ns: minimum over alternating repeats."""
-    best_f = best_v = float("inf")
-    for _ in range(repeats):
-        best_f = min(best_f, _once(floor, args, calls))
-        best_v = min(best_v, _once(fn, args, calls))
-    return best_f, best_v
+def rms_modules(ln: Any, hidden: int = 4096) -> dict[str, Any]:
+    """RMSNorm with its weight as a Parameter, a plain tensor (``has_weight=False``) and a buffer."""
+    param = ln.RMSNorm(hidden).to(BF)
+    plain = ln.RMSNorm(hidden, has_weight=False)
+    plain.weight = plain.weight.to(BF)
+    buffer = ln.RMSNorm(hidden).to(BF)
+    w = buffer.weight.data
+    del buffer.weight
+    buffer.register_buffer("weight", w)
+    return {"Parameter": param, "plain tensor": plain, "buffer": buffer}
 
 
-def layouts(hidden: int = 128, tokens: int = 64) -> dict[str, torch.Tensor]:
-    bf = torch.bfloat16
-    qkv = torch.randn(tokens, 6144, dtype=bf)
+def overhead(release: str) -> dict[str, Any]:
+    from aiter_norm_guard import targets
+    from aiter_norm_guard.cases import GEMMA, LAYER, make_module
+    from aiter_norm_guard.guard import make_guarded
+    from aiter_norm_guard.patcher import has_aiter_branch
+
+    import sglang.srt.layers.layernorm as ln
+
+    x = torch.randn(8, 4096, dtype=BF)
+    res = torch.randn(8, 4096, dtype=BF)
+    floor = compiled(FLOOR_SOURCE, "RMSNorm", "forward_aiter", vars(ln))
+    guard = make_guarded(floor, targets.RMSNORM)
+    fix = ln.RMSNorm.forward_aiter
+    v: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+    for kind, m in rms_modules(ln).items():
+        if kind == "plain tensor" and "has_weight" not in ln.RMSNorm.__init__.__code__.co_varnames:
+            continue
+        v[f"RMSNorm {kind} | floor"] = (floor, (m, x))
+        v[f"RMSNorm {kind} | guard"] = (guard, (m, x))
+    m = rms_modules(ln)["Parameter"]
+    v["RMSNorm Parameter | upstream fix"] = (fix, (m, x))
+    v["RMSNorm residual | floor"] = (floor, (m, x, res))
+    v["RMSNorm residual | guard"] = (guard, (m, x, res))
+    v["RMSNorm residual | upstream fix"] = (fix, (m, x, res))
+    for entry, target in ((GEMMA, targets.GEMMA_RMSNORM), (LAYER, targets.LAYER_NORM)):
+        cls, attr = entry.split(".")
+        own = getattr(getattr(ln, cls), attr)
+        if not (has_aiter_branch(target, own) and all(getattr(ln, f, False) for f in target.selected_by)):
+            continue  # this release's entry never reaches aiter: nothing to guard
+        mod = make_module(ln, entry, 4096, BF)
+        v[f"{cls} | floor"] = (own, (mod, x))
+        v[f"{cls} | guard"] = (make_guarded(own, target), (mod, x))
+        if entry == GEMMA:
+            v[f"{cls} residual | floor"] = (own, (mod, x, res))
+            v[f"{cls} residual | guard"] = (make_guarded(own, target), (mod, x, res))
+    quant = quant_variants(x, res)
+    m = rms_modules(ln)["Parameter"]
+    return {"release": release, "ns": timed({**v, **quant}), "checks": check_floors(floor, guard, m, x)}
+
+
+def quant_variants(x: torch.Tensor, res: torch.Tensor) -> dict[str, tuple[Any, tuple[Any, ...]]]:
+    """The layer-boundary fp8 quant, with sglang's non-norm kernels stubbed (tests/support/stubs.py)."""
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    import stubs
+
+    from aiter_norm_guard import targets
+    from aiter_norm_guard.guard import make_guarded
+
+    stubs.install()
+    stubs.platform_shims()
+    try:
+        import sglang.srt.layers.communicator as comm
+    except ImportError:
+        return {}
+    stubs.freeze()
+    own = comm._fused_rmsnorm_fp8_per_token_quant
+    guard = make_guarded(own, targets.COMMUNICATOR_QUANT)
+    w = torch.ones(4096, dtype=BF)
     return {
-        "2d_contiguous": torch.randn(tokens, 4096, dtype=bf),
-        "3d_contiguous": torch.randn(tokens, 32, hidden, dtype=bf),
-        "2d_row_strided": qkv[:, :4096],
-        "qkv_slice_3d": qkv[:, :4096].view(tokens, 32, hidden),
-        "2d_transposed": torch.randn(4096, tokens, dtype=bf).t(),
+        "fp8 quant | floor": (own, (x, w, 1e-6)),
+        "fp8 quant | guard": (guard, (x, w, 1e-6)),
+        "fp8 quant residual | floor": (own, (x, w, 1e-6, res)),
+        "fp8 quant residual | guard": (guard, (x, w, 1e-6, res)),
     }
 
 
-def main(mode: str) -> None:
-    EmulatedRocm(AiterKernelDouble(compute=False, record=False)).activate()
+ABLATION = (  # the guard's fast path built up one check at a time, in place (cumulative)
+    ("one more Python frame (exact signature)", ""),
+    ("+ rank 2, rows, hidden: _m, _n = x.shape", "_m, _n = x.shape"),
+    ("+ non-empty, contiguous: _m and _n and x.is_contiguous()", "_ok = _m and _n and x.is_contiguous()"),
+    ("+ weight lookup: self._parameters.get('weight')", "_w = self._parameters.get('weight')"),
+    ("+ weight length: _n == _w.numel()", "_ok = _ok and _n == _w.numel()"),
+    ("+ weight dtype: _w.dtype is x.dtype", "_ok = _ok and _w.dtype is x.dtype"),
+)
+
+
+def check_floors(floor: Any, guard: Any, m: Any, x: torch.Tensor) -> dict[str, float]:
+    """What each per-call check of the fast path adds, measured in place around the floor (ns)."""
+    variants: dict[str, tuple[Any, tuple[Any, ...]]] = {"floor": (floor, (m, x))}
+    body: list[str] = []
+    for name, line in ABLATION:
+        body += [line] if line else []
+        src = "def f(self, x, residual=None, post=None):\n" + "".join(f"    {b}\n" for b in body)
+        ns: dict[str, Any] = {"_original": floor}
+        exec(src + "    return _original(self, x, residual, post)\n", ns)
+        variants[name] = (ns["f"], (m, x))
+    variants["the guard as built (try, the residual branch)"] = (guard, (m, x))
+    ns_ = timed(variants)
+    return {k: v - ns_["floor"] for k, v in ns_.items() if k != "floor"}
+
+
+def copies() -> dict[str, Any]:
+    """Copies and bytes per call by layout class (64 tokens), guard around 0.5.10's floor vs this release."""
+    from aiter_norm_guard import targets
+    from aiter_norm_guard.guard import make_guarded
+    from aiter_norm_guard_emulation.counting import CopyCounter
+
     import sglang.srt.layers.layernorm as ln
 
-    if mode == "guarded":
-        import aiter_norm_guard
+    qkv = torch.randn(64, 6144, dtype=BF)
+    layouts = {
+        "2d_contiguous": torch.randn(64, 4096, dtype=BF),
+        "3d_contiguous": torch.randn(64, 32, 128, dtype=BF),
+        "2d_row_strided": qkv[:, :4096],
+        "qkv_slice_3d": qkv[:, :4096].view(64, 32, 128),
+        "2d_transposed": torch.randn(4096, 64, dtype=BF).t(),
+    }
+    floor = compiled(FLOOR_SOURCE, "RMSNorm", "forward_aiter", vars(ln))
+    fns = {"guard": make_guarded(floor, targets.RMSNORM), "release": ln.RMSNorm.forward_aiter}
+    out: dict[str, Any] = {}
+    for name, t in layouts.items():
+        m = ln.RMSNorm(t.shape[-1]).to(BF)
+        for label, fn in fns.items():
+            with CopyCounter() as c:
+                fn(m, t)
+            out.setdefault(name, {})[label] = {"copies": c.copies, "copy_bytes": c.copy_bytes}
+    return out
 
-        assert aiter_norm_guard.status()["active"]
-    fn = ln.RMSNorm.forward_aiter
-    if mode == "prologue":
-        fn = without_cpu_exit(fn)
-    floor = floor_function(vars(ln))
-    result: dict[str, Any] = {"floor_ns": {}, "per_call_ns": {}, "copies": {}}
-    cells = {f"{t}x{h}": (ln.RMSNorm(h).to(torch.bfloat16), torch.randn(t, h, dtype=torch.bfloat16)) for t, h in SIZES}
-    m = ln.RMSNorm(4096).to(torch.bfloat16)
-    cells["residual_8x4096"] = (
-        m,
-        torch.randn(8, 4096, dtype=torch.bfloat16),
-        torch.randn(8, 4096, dtype=torch.bfloat16),
-    )
-    for cell, args in cells.items():
-        result["floor_ns"][cell], result["per_call_ns"][cell] = paired_ns(fn, floor, *args)
-    for name, x in layouts().items():
-        m = ln.RMSNorm(x.shape[-1]).to(torch.bfloat16)
-        with CopyCounter() as c:
-            fn(m, x)
-        result["copies"][name] = {"copies": c.copies, "copy_bytes": c.copy_bytes, "alloc_bytes": c.alloc_bytes}
+
+def main(mode: str, release: str) -> None:
+    from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
+
+    EmulatedRocm(AiterKernelDouble(compute=False, record=False)).activate()
+    result = overhead(release) if mode == "overhead" else {"release": release, "copies": copies()}
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -100,14 +100,15 @@ def fast_path_source(
 ) -> str:
     """The guarded function: the original at once when every tensor is already kernel-safe.
 
-    Checked per call, cheapest first: ``x`` is 2-D (the shape unpacks), non-empty and
+    Checked per call, cheapest first: ``x`` is 2-D, non-empty and
     contiguous; each weight has ``x``'s last dimension as its length and ``x``'s dtype; each
     ``like_x`` tensor is None or has ``x``'s shape and dtype and is contiguous.  The common
     call without them skips their checks.
     """
     params, call, slow_args = signature_text(sig, namespace)
     x = _ident(x)
-    body = [f"_s = {x}.shape", "_m, _n = _s", f"_dt = {x}.dtype"]
+    # rank first, without an exception: Dynamo cannot trace a failing unpack (fullgraph breaks)
+    body = [f"_s = {x}.shape", "_m, _n = _s if len(_s) == 2 else (0, 0)", f"_dt = {x}.dtype"]
     conds = ["_m", "_n", f"{x}.is_contiguous()"]
     for i, spec in enumerate(weights):
         body += weight_lookup(f"_w{i}", spec, self_name)

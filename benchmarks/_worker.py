@@ -69,12 +69,12 @@ def rms_modules(ln: Any, hidden: int = 4096) -> dict[str, Any]:
 
 
 def overhead(release: str) -> dict[str, Any]:
+    import sglang.srt.layers.layernorm as ln
+
     from aiter_norm_guard import targets
     from aiter_norm_guard.cases import GEMMA, LAYER, make_module
     from aiter_norm_guard.guard import make_guarded
     from aiter_norm_guard.patcher import has_aiter_branch
-
-    import sglang.srt.layers.layernorm as ln
 
     x = torch.randn(8, 4096, dtype=BF)
     res = torch.randn(8, 4096, dtype=BF)
@@ -161,11 +161,11 @@ def check_floors(floor: Any, guard: Any, m: Any, x: torch.Tensor) -> dict[str, f
 
 def copies() -> dict[str, Any]:
     """Copies and bytes per call by layout class (64 tokens), guard around 0.5.10's floor vs this release."""
+    import sglang.srt.layers.layernorm as ln
+
     from aiter_norm_guard import targets
     from aiter_norm_guard.guard import make_guarded
     from aiter_norm_guard_emulation.counting import CopyCounter
-
-    import sglang.srt.layers.layernorm as ln
 
     qkv = torch.randn(64, 6144, dtype=BF)
     layouts = {

@@ -1,8 +1,12 @@
-"""GPU timings (CUDA events via triton's do_bench) for the guard around the Triton aiter double.
+"""GPU timings through a real sglang release (CUDA events via triton's do_bench); not a test.
 
-Safe path: guarded vs unguarded ``forward_aiter`` on 2-D contiguous (T, 4096).
-Strided path: guarded vs the upstream inline fix on the Q view (T, 32, 128) of packed QKV.
-Also records whether torch.compile keeps a wrapt FunctionWrapper (the design choice).
+In one process with ``.gpu/sglang-X`` on PYTHONPATH (scripts/gpu-test.sh runs it for 0.5.15):
+
+- safe path: sglang's RMSNorm module call, guarded vs the release's own ``forward_aiter``, on
+  2-D contiguous (T, 4096), eager and under CUDA-graph replay (how sglang runs decode);
+- strided path, the bug report's Q view: the guard around 0.5.10's unfixed ``forward_aiter``
+  (compiled from .gpu/sglang-0.5.10 into this release's module) vs this release's own inline fix;
+- whether ``torch.compile`` keeps a plain-function guard in its graph, and a wrapt FunctionWrapper.
 Writes ``gpu_bench.json`` and ``gpu_bench.md`` into $OUT (or the current directory).
 """
 
@@ -12,123 +16,108 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from triton.testing import do_bench
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "gpu"))
-import standin
-from aiter_norm_guard.guard import make_guarded_forward
-from aiter_norm_guard.patcher import Patcher
-from cuda_graphs import capture
-from probe import TARGET
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "gpu"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ["AITER_NORM_GUARD"] = "0"  # the guard is built by hand around what it is compared with
 
-CUDA = torch.device("cuda")
-TOKENS = [1, 8, 64, 256, 2048, 4096, 8192]
+from _worker import compiled  # noqa: E402
+from rocm_on_cuda import load  # noqa: E402
 
+from aiter_norm_guard.cases import make_module  # noqa: E402
+from aiter_norm_guard.guard import make_guarded  # noqa: E402
+from aiter_norm_guard.targets import RMSNORM  # noqa: E402
+from cuda_graphs import capture  # noqa: E402
 
-def bench(fn) -> float:  # type: ignore[no-untyped-def]
-    return float(do_bench(fn, warmup=25, rep=100)) * 1000.0  # microseconds
-
-
-def graph_of(fn):  # type: ignore[no-untyped-def]
-    """``fn`` captured in a CUDA graph, as sglang replays decode; returns the replay callable."""
-    return capture(fn)[0]
+CUDA, BF = torch.device("cuda"), torch.bfloat16
+TOKENS = [1, 64, 2048, 8192]
+FLOOR_SOURCE = ROOT / ".gpu" / "sglang-0.5.10" / "sglang" / "srt" / "layers" / "layernorm.py"
 
 
-def interleaved(fns, rounds: int = 5):  # type: ignore[no-untyped-def]
-    """Minimum per-call microseconds of each function, measured in alternating rounds."""
+def interleaved(fns: dict[str, Any], rounds: int = 3) -> dict[str, float]:
+    """Minimum microseconds per call of each function, in alternating rounds."""
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, fn in fns.items():
-            best[name] = min(best[name], bench(fn))
+            best[name] = min(best[name], float(do_bench(fn, warmup=25, rep=100)) * 1000.0)
     return best
 
 
-def wrapt_probe() -> dict[str, object]:
-    """Does Dynamo keep a wrapt FunctionWrapper around forward_aiter? (plain function vs wrapt)."""
+def both_modes(fns: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {"eager": interleaved(fns), "graph": interleaved({k: capture(f)[0] for k, f in fns.items()})}
+
+
+def wrapt_probe(ln: Any) -> dict[str, Any]:
+    """Does Dynamo keep the guard in the graph: as a plain function, and as a wrapt FunctionWrapper?"""
     import wrapt
 
-    out: dict[str, object] = {}
-    original = standin.RMSNorm.__dict__["forward_aiter"]
-    guarded = make_guarded_forward(original)
-    forms = {
-        "plain_function": guarded,
-        "wrapt_FunctionWrapper": wrapt.FunctionWrapper(
-            original, lambda wrapped, instance, args, kwargs: guarded(instance, *args, **kwargs)
-        ),
-    }
-    for name, form in forms.items():
+    original = ln.RMSNorm.forward_aiter
+    guarded = make_guarded(original, RMSNORM)
+    def via_guard(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return guarded(instance, *args, **kwargs)
+
+    forms = {"plain_function": guarded, "wrapt_FunctionWrapper": wrapt.FunctionWrapper(original, via_guard)}
+    out: dict[str, Any] = {}
+    for name, fn in forms.items():
         torch._dynamo.reset()
-        standin.RMSNorm.forward_aiter = form
-        m = standin.RMSNorm(128).to(CUDA).to(torch.bfloat16)
         graphs: list[str] = []
+        m = make_module(ln, RMSNORM.name, 128, BF, None, CUDA)
 
-        def record(gm, example_inputs, graphs=graphs):  # type: ignore[no-untyped-def]
+        def backend(gm: torch.fx.GraphModule, _: Any, graphs: list[str] = graphs) -> Any:
             graphs.append(gm.code)
-            raise RuntimeError("recorded")  # never run it: without the guard it would read out of bounds
+            return gm.forward
 
-        x = torch.randn(8, 6144, device=CUDA, dtype=torch.bfloat16)[:, :4096].view(8, 32, 128)
-        try:
-            torch.compile(lambda t, m=m: m(t), backend=record, fullgraph=True)(x)
-        except Exception:
-            pass
-        code = "\n".join(graphs)
-        out[name] = {
-            "graph_captured": bool(graphs),
-            "guard_in_graph": ("contiguous" in code or "clone" in code) and "rmsnorm2d_fwd" in code,
-        }
-    standin.RMSNorm.forward_aiter = original
-    torch._dynamo.reset()
+        step = torch.compile(lambda q, fn=fn, m=m: fn(m, q), backend=backend, fullgraph=True)
+        q = torch.randn(128, 8, device=CUDA, dtype=BF).t()  # (8, 128) transposed: only the guard copies it
+        step(q)
+        out[name] = {"graph_captured": bool(graphs), "guard_in_graph": any("contiguous" in g or "clone" in g
+                                                                           for g in graphs)}  # fmt: skip
     return out
 
 
 def main() -> None:
+    ln, _ = load()
+    floor = compiled(FLOOR_SOURCE, "RMSNorm", "forward_aiter", vars(ln))
+    guard_floor = make_guarded(floor, RMSNORM)
+    own = ln.RMSNorm.forward_aiter
+    guard_own = make_guarded(own, RMSNORM)
     rows = []
-    m = standin.RMSNorm(4096).to(CUDA).to(torch.bfloat16)
-    mq = standin.RMSNorm(128).to(CUDA).to(torch.bfloat16)
-    original = standin.RMSNorm.__dict__["forward_aiter"]
-    patcher = Patcher((TARGET,))
     for t in TOKENS:
-        x = torch.randn(t, 4096, device=CUDA, dtype=torch.bfloat16)
-        q = torch.randn(t, 6144, device=CUDA, dtype=torch.bfloat16)[:, :4096].view(t, 32, 128)
-        fns = {"safe_unguarded": lambda x=x: original(m, x), "strided_inline_fix": lambda q=q: mq.forward_inline_fix(q)}
-        graphs = {k: graph_of(f) for k, f in fns.items()}
-        patcher.install()
-        fns.update(safe_guarded=lambda x=x: m(x), strided_guarded=lambda q=q: mq(q))
-        graphs.update(safe_guarded=graph_of(fns["safe_guarded"]), strided_guarded=graph_of(fns["strided_guarded"]))
-        eager, replay = interleaved(fns), interleaved(graphs)
-        patcher.uninstall()
-        row: dict[str, float] = {"tokens": t}
-        for mode, res in (("eager", eager), ("graph", replay)):
-            row.update({f"{mode}_{k}_us": v for k, v in res.items()})
-            row[f"{mode}_safe_ratio"] = res["safe_guarded"] / res["safe_unguarded"]
-            row[f"{mode}_strided_ratio"] = res["strided_guarded"] / res["strided_inline_fix"]
-        rows.append(row)
-    result = {
-        "device": torch.cuda.get_device_name(0),
-        "torch": torch.__version__,
-        "rows": rows,
-        "wrapt_vs_plain_under_torch_compile": wrapt_probe(),
-    }
+        m = make_module(ln, RMSNORM.name, 4096, BF, None, CUDA)
+        x = torch.randn(t, 4096, device=CUDA, dtype=BF)
+        q = torch.randn(t, 6144, device=CUDA, dtype=BF)[:, :4096].view(t, 32, 128)
+        mq = make_module(ln, RMSNORM.name, 128, BF, None, CUDA)
+        safe = both_modes({"unguarded": lambda m=m, x=x: own(m, x), "guarded": lambda m=m, x=x: guard_own(m, x)})
+        strided = both_modes(
+            {"inline fix": lambda m=mq, q=q: own(m, q), "guarded": lambda m=mq, q=q: guard_floor(m, q)}
+        )
+        for mode in ("eager", "graph"):
+            rows.append({"tokens": t, "mode": mode, "safe_unguarded_us": safe[mode]["unguarded"],
+                         "safe_guarded_us": safe[mode]["guarded"],
+                         "safe_ratio": safe[mode]["guarded"] / safe[mode]["unguarded"],
+                         "strided_inline_fix_us": strided[mode]["inline fix"],
+                         "strided_guarded_us": strided[mode]["guarded"],
+                         "strided_ratio": strided[mode]["guarded"] / strided[mode]["inline fix"]})  # fmt: skip
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+              "sglang": __import__("importlib.metadata").metadata.version("sglang"), "rows": rows,
+              "torch_compile": wrapt_probe(ln)}  # fmt: skip
+    lines = [f"GPU: {result['device']}, torch {result['torch']}, sglang {result['sglang']} (real, aiter branch); "
+             "do_bench microseconds per call, minimum over 3 interleaved rounds; graph = CUDA-graph replay", "",
+             "| tokens | mode | safe: unguarded | safe: guarded | ratio | Q view: inline fix | Q view: guarded "
+             "| ratio |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r['tokens']} | {r['mode']} | {r['safe_unguarded_us']:.1f} | {r['safe_guarded_us']:.1f} | "
+                     f"{r['safe_ratio']:.3f} | {r['strided_inline_fix_us']:.1f} | {r['strided_guarded_us']:.1f} | "
+                     f"{r['strided_ratio']:.3f} |")  # fmt: skip
+    lines += ["", f"torch.compile: {json.dumps(result['torch_compile'])}"]
     out = Path(os.environ.get("OUT", "."))
     (out / "gpu_bench.json").write_text(json.dumps(result, indent=2))
-    lines = [
-        f"GPU: {result['device']}, torch {result['torch']}; triton do_bench (CUDA events), microseconds per call,",
-        "minimum over 5 interleaved rounds. eager = Python + launches; graph = CUDA-graph replay (sglang decode).",
-        "",
-        "| tokens | mode | safe: unguarded | safe: guarded | ratio | strided: inline fix | strided: guarded | ratio |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in rows:
-        for mode in ("eager", "graph"):
-            lines.append(
-                f"| {r['tokens']} | {mode} | {r[f'{mode}_safe_unguarded_us']:.1f} | "
-                f"{r[f'{mode}_safe_guarded_us']:.1f} | {r[f'{mode}_safe_ratio']:.3f} | "
-                f"{r[f'{mode}_strided_inline_fix_us']:.1f} | {r[f'{mode}_strided_guarded_us']:.1f} | "
-                f"{r[f'{mode}_strided_ratio']:.3f} |"
-            )
-    lines += ["", f"torch.compile and wrapper forms: {json.dumps(result['wrapt_vs_plain_under_torch_compile'])}"]
     (out / "gpu_bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -87,12 +87,14 @@ def startup(python: str, env_value: str | None, runs: int = 15) -> float:
 
 
 def render(r: dict[str, Any]) -> str:
-    lines = ["Safe-path Python overhead per call (ns above the floor, one process each, interleaved; 8 x 4096 bf16)", "",
+    lines = ["Safe-path Python overhead per call (ns above the floor, one process each, interleaved; 8 x 4096 bf16)",
+             "",
              "| entry | guard | reference | reference ns | guard / reference | target <= 1.5 |",
              "| --- | ---: | --- | ---: | ---: | --- |"]  # fmt: skip
     for row in r["rows"]:
+        met = "met" if row["met"] else "NOT met"
         lines.append(f"| {row['entry']} | {row['guard_ns']:.0f} | {row['reference']} ({row['process']}) | "
-                     f"{row['reference_ns']:.0f} | {row['ratio']:.2f} | {'met' if row['met'] else 'NOT met'} |")  # fmt: skip
+                     f"{row['reference_ns']:.0f} | {row['ratio']:.2f} | {met} |")  # fmt: skip
     lines += ["", "Weight kinds (RMSNorm guard overhead against a Parameter weight, target <= 1.2)", "",
               "| weight | guard ns | ratio | target |", "| --- | ---: | ---: | --- |"]  # fmt: skip
     lines += [f"| {c['weight']} | {c['guard_ns']:.0f} | {c['ratio']:.2f} | {'met' if c['met'] else 'NOT met'} |"

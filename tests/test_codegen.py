@@ -104,3 +104,34 @@ def test_names_that_are_not_identifiers_are_refused() -> None:
         codegen.weight_lookup("_w0", "self.weight; import os", "self")
     with pytest.raises(LookupError):
         make(forward, Contract(x="hidden"))
+
+
+@torch.library.custom_op("aiter_norm_guard_test::rows", mutates_args=())
+def _rows_op(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    assert x.dim() == 2 and x.is_contiguous()  # the kernel contract, as an opaque op
+    return x * w
+
+
+@_rows_op.register_fake
+def _(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+@pytest.mark.parametrize("shape", [(4, 8), (2, 4, 8), (0, 8)])
+def test_torch_compile_traces_the_guard_in_one_graph(shape: tuple[int, ...]) -> None:
+    """fullgraph=True: no path of the fast check may rely on an exception (Dynamo cannot trace one)."""
+
+    class Native(Norm):
+        def forward_native(self, x: Any) -> Any:
+            return x * self.weight
+
+    def forward(self: Any, x: Any) -> Any:
+        return _rows_op(x, self.weight)
+
+    fn = make(forward, Contract())
+    m = Native()
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: fn(m, x), backend="eager", fullgraph=True)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), x * m.weight)

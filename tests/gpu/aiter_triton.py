@@ -1,73 +1,100 @@
-"""A Triton RMSNorm written to aiter's HIP contract, as the kernel double on a CUDA GPU.
+"""Triton kernels written to aiter's contracts: the kernel double on a CUDA GPU.
 
-``n = size(1)``, ``m = numel // n``, row pitch ``stride(0)`` for every tensor, a unit last
-stride assumed, raw pointer arithmetic with no masking beyond ``n``, the weight's bytes
-read in the activation's dtype, and an error for an empty grid.  A bad layout therefore
-really reads (and writes) outside its tensor.  The kernels are registered as custom ops,
-as aiter registers its own, so ``torch.compile`` treats them as opaque.
+The same contracts as ``aiter_norm_guard_emulation.kernel`` (aiter <= v0.1.17's routing), on
+raw device pointers: HIP ``rmsnorm`` / ``add_rmsnorm`` / ``rmsnorm_quant`` take ``n = size(1)``,
+``m = numel // n`` and each tensor's ``stride(0)`` as its row pitch, assume a unit last stride,
+and read the weight through a pointer of the activation's dtype with no length check; CK
+``layernorm2d`` takes ``n = size(-1)``; zero rows raise "invalid configuration argument"; the
+Triton ``fused_add_rmsnorm_pad`` reads both strides and the weight in its own dtype.  A bad
+layout therefore really reads and writes outside its tensor.  The entry points are custom ops,
+as aiter registers its own, so ``torch.compile`` keeps them opaque.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import triton
 import triton.language as tl
 
+HALF = (torch.bfloat16, torch.float16)
+FP8 = torch.float8_e4m3fnuz if hasattr(torch, "float8_e4m3fnuz") else torch.float8_e4m3fn
+
 
 @triton.jit
-def _rms_rows(x_ptr, w_ptr, out_ptr, x_pitch, out_pitch, n, eps, BLOCK: tl.constexpr):
+def _rows(x_ptr, r_ptr, w_ptr, b_ptr, out_ptr, rout_ptr, scale_ptr, x_pitch, r_pitch, out_pitch, rout_pitch, n, eps,
+          qmax, ADD: tl.constexpr, LAYER: tl.constexpr, QUANT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     keep = cols < n
-    x = tl.load(x_ptr + row * x_pitch + cols, mask=keep, other=0.0).to(tl.float32)
+    s = tl.load(x_ptr + row * x_pitch + cols, mask=keep, other=0.0).to(tl.float32)
+    if ADD:
+        s += tl.load(r_ptr + row * r_pitch + cols, mask=keep, other=0.0).to(tl.float32)
+        tl.store(rout_ptr + row * rout_pitch + cols, s.to(rout_ptr.dtype.element_ty), mask=keep)
     w = tl.load(w_ptr + cols, mask=keep, other=0.0).to(tl.float32)
-    y = x * tl.rsqrt(tl.sum(x * x, 0) / n + eps) * w
+    if LAYER:
+        mean = tl.sum(s, 0) / n
+        d = tl.where(keep, s - mean, 0.0)
+        y = d * tl.rsqrt(tl.sum(d * d, 0) / n + eps) * w + tl.load(b_ptr + cols, mask=keep, other=0.0).to(tl.float32)
+    else:
+        y = s * tl.rsqrt(tl.sum(s * s, 0) / n + eps) * w
+    if QUANT:
+        scale = tl.maximum(tl.max(tl.abs(y), 0) / qmax, 1e-10)
+        tl.store(scale_ptr + row, scale)
+        y = y / scale
     tl.store(out_ptr + row * out_pitch + cols, y.to(out_ptr.dtype.element_ty), mask=keep)
 
 
 @triton.jit
-def _add_rms_rows(
-    x_ptr, r_ptr, w_ptr, out_ptr, rout_ptr, x_pitch, r_pitch, out_pitch, rout_pitch, n, eps, BLOCK: tl.constexpr
-):
+def _pad_rows(x_ptr, r_ptr, w_ptr, out_ptr, rout_ptr, xs0, xs1, rs0, rs1, os0, ros0, n, n_out, eps,
+              ADD: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     keep = cols < n
-    x = tl.load(x_ptr + row * x_pitch + cols, mask=keep, other=0.0).to(tl.float32)
-    r = tl.load(r_ptr + row * r_pitch + cols, mask=keep, other=0.0).to(tl.float32)
-    s = x + r
-    tl.store(rout_ptr + row * rout_pitch + cols, s.to(rout_ptr.dtype.element_ty), mask=keep)
+    s = tl.load(x_ptr + row * xs0 + cols * xs1, mask=keep, other=0.0).to(tl.float32)
+    if ADD:
+        s += tl.load(r_ptr + row * rs0 + cols * rs1, mask=keep, other=0.0).to(tl.float32)
+        tl.store(rout_ptr + row * ros0 + cols, s.to(rout_ptr.dtype.element_ty), mask=keep)
     w = tl.load(w_ptr + cols, mask=keep, other=0.0).to(tl.float32)
     y = s * tl.rsqrt(tl.sum(s * s, 0) / n + eps) * w
-    tl.store(out_ptr + row * out_pitch + cols, y.to(out_ptr.dtype.element_ty), mask=keep)
+    tl.store(out_ptr + row * os0 + cols, y.to(out_ptr.dtype.element_ty), mask=cols < n_out)
 
 
-def _grid(t: torch.Tensor) -> tuple[int, int]:
-    n = t.size(1)
+def _grid(t: torch.Tensor, last: bool = False) -> tuple[int, int]:
+    n = t.size(-1) if last else t.size(1)
     m = t.numel() // n if n else 0
     if m == 0:
         raise RuntimeError("HIP error: invalid configuration argument (empty grid)")
+    if t.dtype not in HALF:
+        raise RuntimeError(f"not support output type: {t.dtype}")
     return m, n
 
 
 def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The tensor's memory read through a pointer of ``dtype`` (a raw pointer cast)."""
-    return t if t.dtype == dtype else t.view(dtype)
+    """The tensor's memory through a pointer of ``dtype`` (a raw pointer cast; flattened so any
+    stride views as bytes)."""
+    if t.dtype == dtype:
+        return t
+    return t.reshape(-1).view(torch.uint8)[: t.numel() * t.element_size()].view(dtype)
+
+
+def _launch(m: int, n: int, x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, eps: float,
+            r: torch.Tensor | None = None, rout: torch.Tensor | None = None, b: torch.Tensor | None = None,
+            scale: torch.Tensor | None = None, qmax: float = 1.0) -> None:  # fmt: skip
+    dt = x.dtype
+    _rows[(m,)](x, _as(r, dt) if r is not None else x, _as(w, dt), _as(b, dt) if b is not None else w, out,
+                _as(rout, dt) if rout is not None else out, scale if scale is not None else out, x.stride(0),
+                r.stride(0) if r is not None else 0, out.stride(0), rout.stride(0) if rout is not None else 0, n, eps,
+                qmax, ADD=r is not None, LAYER=b is not None,
+                QUANT=scale is not None, BLOCK=triton.next_power_of_2(n))  # fmt: skip
 
 
 @torch.library.custom_op("aiter_double::rmsnorm2d_fwd", mutates_args=())
 def rmsnorm2d_fwd(input: torch.Tensor, weight: torch.Tensor, epsilon: float) -> torch.Tensor:
     out = torch.empty_like(input)
     m, n = _grid(input)
-    _rms_rows[(m,)](
-        input,
-        _as(weight, input.dtype),
-        out,
-        input.stride(0),
-        out.stride(0),
-        n,
-        epsilon,
-        BLOCK=triton.next_power_of_2(n),
-    )
+    _launch(m, n, input, weight, out, epsilon)
     return out
 
 
@@ -77,39 +104,81 @@ def _(input: torch.Tensor, weight: torch.Tensor, epsilon: float) -> torch.Tensor
 
 
 @torch.library.custom_op("aiter_double::rmsnorm2d_fwd_with_add", mutates_args=("out", "residual_out"))
-def rmsnorm2d_fwd_with_add(
-    out: torch.Tensor,
-    input: torch.Tensor,
-    residual_in: torch.Tensor,
-    residual_out: torch.Tensor,
-    weight: torch.Tensor,
-    epsilon: float,
-) -> None:
+def rmsnorm2d_fwd_with_add(out: torch.Tensor, input: torch.Tensor, residual_in: torch.Tensor,
+                           residual_out: torch.Tensor, weight: torch.Tensor, epsilon: float) -> None:  # fmt: skip
     m, n = _grid(input)
-    dt = input.dtype
-    _add_rms_rows[(m,)](
-        input,
-        _as(residual_in, dt),
-        _as(weight, dt),
-        out,
-        _as(residual_out, dt),
-        input.stride(0),
-        residual_in.stride(0),
-        out.stride(0),
-        residual_out.stride(0),
-        n,
-        epsilon,
-        BLOCK=triton.next_power_of_2(n),
-    )
+    _launch(m, n, input, weight, out, epsilon, residual_in, residual_out)
 
 
-@rmsnorm2d_fwd_with_add.register_fake
-def _(
-    out: torch.Tensor,
-    input: torch.Tensor,
-    residual_in: torch.Tensor,
-    residual_out: torch.Tensor,
-    weight: torch.Tensor,
-    epsilon: float,
-) -> None:
-    return None
+@torch.library.custom_op("aiter_double::layernorm2d_fwd", mutates_args=())
+def layernorm2d_fwd(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epsilon: float) -> torch.Tensor:
+    out = torch.empty_like(input)
+    m, n = _grid(input, last=True)
+    _launch(m, n, input, weight, out, epsilon, b=bias)
+    return out
+
+
+@layernorm2d_fwd.register_fake
+def _(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epsilon: float) -> torch.Tensor:
+    return torch.empty_like(input)
+
+
+def _fp8_rows(out: torch.Tensor, m: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An fp32 stand-in for ``out`` (Triton cannot store every fp8 flavour on every arch), and
+    ``out``'s rows as the kernel addresses them (its ``stride(0)`` as the pitch)."""
+    tmp = torch.empty((m, out.stride(0)), dtype=torch.float32, device=out.device)
+    return tmp, out.as_strided((m, n), (out.stride(0), 1))
+
+
+def rmsnorm_quant(out: torch.Tensor, input: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor, epsilon: float,
+                  group_size: int = 0, shuffle_scale: bool = False) -> None:  # fmt: skip
+    m, n = _grid(input)
+    tmp, rows = _fp8_rows(out, m, n)
+    _launch(m, n, input, weight, tmp, epsilon, scale=scale, qmax=torch.finfo(out.dtype).max)
+    rows.copy_(tmp[:, :n].to(out.dtype))
+
+
+def add_rmsnorm_quant(out: torch.Tensor, input: torch.Tensor, residual_in: torch.Tensor, residual_out: torch.Tensor,
+                      scale: torch.Tensor, weight: torch.Tensor, epsilon: float, group_size: int = 0,
+                      shuffle_scale: bool = False) -> None:  # fmt: skip
+    m, n = _grid(input)
+    tmp, rows = _fp8_rows(out, m, n)
+    qmax = torch.finfo(out.dtype).max
+    _launch(m, n, input, weight, tmp, epsilon, residual_in, residual_out, scale=scale, qmax=qmax)
+    rows.copy_(tmp[:, :n].to(out.dtype))
+
+
+def fused_add_rmsnorm_pad(x: torch.Tensor, weight: torch.Tensor, epsilon: float, res: torch.Tensor | None = None,
+                          x_pad_to_multiple: int = 0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    m, n = x.shape
+    n_out = triton.cdiv(n, x_pad_to_multiple) * x_pad_to_multiple if x_pad_to_multiple > 0 else n
+    out = torch.empty((m, n_out), dtype=x.dtype, device=x.device)
+    res_out = None
+    if res is not None:
+        assert res.shape == (m, n), "Shape error!"
+        res_out = torch.empty((m, n), dtype=res.dtype, device=res.device)
+    if m:  # Triton skips an empty grid
+        _pad_rows[(m,)](x, res if res is not None else x, weight, out, res_out if res_out is not None else out,
+                        x.stride(0), x.stride(1), res.stride(0) if res is not None else 0,
+                        res.stride(1) if res is not None else 0, out.stride(0),
+                        res_out.stride(0) if res_out is not None else 0, n, n_out, epsilon, ADD=res is not None,
+                        BLOCK=triton.next_power_of_2(n_out))  # fmt: skip
+    return (out, res_out) if res_out is not None else out
+
+
+class TritonAiter:
+    """The entry points by aiter's names, as ``aiter_norm_guard_emulation.rocm`` assembles them."""
+
+    build = "legacy"
+
+    def functions(self) -> dict[str, Callable[..., object]]:
+        return {
+            "rmsnorm2d_fwd": rmsnorm2d_fwd,
+            "rmsnorm2d_fwd_with_add": rmsnorm2d_fwd_with_add,
+            "layernorm2d_fwd": lambda input, weight, bias, epsilon=1e-5, x_bias=None: layernorm2d_fwd(
+                input, weight, bias, epsilon
+            ),
+            "rmsnorm_quant": rmsnorm_quant,
+            "add_rmsnorm_quant": add_rmsnorm_quant,
+            "fused_add_rmsnorm_pad": fused_add_rmsnorm_pad,
+        }

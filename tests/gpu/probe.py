@@ -1,42 +1,38 @@
-"""Run the bug report's Q/K views through the stand-in RMSNorm on the GPU, guarded or not.
+"""One case through a real sglang release's own dispatch on the GPU, guarded or not.
 
-``python probe.py unguarded|guarded`` — meant to run under compute-sanitizer's memcheck,
-or as a child process that may die of an illegal memory access.
+``python probe.py guarded|unguarded CASE [CASE ...]`` — run under compute-sanitizer's memcheck,
+or as a child process that may die of an illegal memory access.  Prints one line per case.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
+# the switch before anything of ours is imported (a guarded parent sets it on for its children)
+os.environ["AITER_NORM_GUARD"] = "1" if sys.argv[1:2] == ["guarded"] else "0"
+
 import torch
+from rocm_on_cuda import load
 
-import standin
-from aiter_norm_guard.patcher import Patcher
-from aiter_norm_guard.targets import Target
-
-TARGET = Target(
-    "standin RMSNorm.forward_aiter",
-    "standin",
-    "RMSNorm.forward_aiter",
-    "aiter_norm_guard.guard:make_guarded_forward",
-    ("_forward_method",),
-    "-",
-)
+import aiter_norm_guard
+from aiter_norm_guard.cases import BY_NAME, make_module
 
 
-def main(mode: str) -> None:
-    if mode == "guarded":
-        Patcher((TARGET,)).install()
-    qkv = torch.randn(2048, 6144, device="cuda", dtype=torch.bfloat16)
-    q = qkv[:, :4096].view(2048, 32, 128)
-    k = qkv[:, 4096:5120].view(2048, 8, 128)
-    norm = standin.RMSNorm(128).cuda().to(torch.bfloat16)
-    for view in (q, k):
-        out = norm(view)
+def main(mode: str, names: list[str]) -> None:
+    assert aiter_norm_guard.status()["enabled"] == (mode == "guarded")
+    ln, _ = load()
+    for name in names:
+        case = BY_NAME[name]
+        inp = case.build(2048, torch.bfloat16, torch.device("cuda"), torch.Generator().manual_seed(0))
+        norm = make_module(ln, case.entry, inp.hidden, torch.bfloat16, inp.weight_dtype, torch.device("cuda"))
+        out = norm(*inp.args())
         torch.cuda.synchronize()
-        err = (out.float() - norm.forward_native(view).float()).abs().max().item()
-        print(f"{mode}: {tuple(view.shape)} stride {view.stride()} max abs error vs forward_native {err:.3g}")
+        want = norm.forward_native(*inp.args())
+        got, ref = (out[0], want[0]) if isinstance(want, tuple) else (out, want)
+        err = (got.float() - ref.float()).abs().max().item() if got.shape == ref.shape and got.numel() else 0.0
+        print(f"{mode} {name}: {tuple(inp.x.shape)} stride {inp.x.stride()} max abs error vs forward_native {err:.3g}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:])

@@ -1,8 +1,9 @@
-"""The guard on a CUDA GPU: device tensors, CUDA graph replay, torch.compile, raw-pointer OOB.
+"""Every guarded entry on a CUDA GPU, through a real sglang release (``.gpu/sglang-X`` on PYTHONPATH).
 
-Skipped without a GPU.  The kernel double is a Triton kernel with aiter's contract
-(``aiter_triton``), the module a stand-in for sglang 0.5.10's RMSNorm (``standin``)
-patched through the guard's real patcher.
+sglang's modules take their aiter branches (tests/gpu/rocm_on_cuda.py); the aiter kernels are
+Triton kernels with aiter's contracts (tests/gpu/aiter_triton.py).  Device tensors, children
+that may die of an illegal memory access, compute-sanitizer, CUDA-graph replay, torch.compile.
+Skipped without a GPU.
 """
 
 from __future__ import annotations
@@ -21,134 +22,140 @@ pytestmark = pytest.mark.gpu
 if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU", allow_module_level=True)
 
-import standin  # noqa: E402
-from aiter_norm_guard.cases import BY_NAME, CASES  # noqa: E402
-from aiter_norm_guard.patcher import Patcher  # noqa: E402
+from rocm_on_cuda import load  # noqa: E402
+
+import aiter_norm_guard  # noqa: E402  (installs the guard before sglang imports)
+from aiter_norm_guard.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, make_module  # noqa: E402
+from aiter_norm_guard.guard import original_of  # noqa: E402
+from aiter_norm_guard.selftest import tolerance  # noqa: E402
 from cuda_graphs import capture  # noqa: E402
-from probe import TARGET  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CUDA = torch.device("cuda")
+BF = torch.bfloat16
+LN, QUANT = load(quant=True)
+GUARDED = {t["name"] for t in aiter_norm_guard.status()["targets"] if t["patched"]}
+RELEASE = aiter_norm_guard.status()["sglang"]["version"]
 
 
-@pytest.fixture
-def guard() -> Any:
-    p = Patcher((TARGET,))
-    p.install()
-    yield p
-    p.uninstall()
+def need(entry: str) -> None:
+    if entry not in GUARDED:
+        pytest.skip(f"n/a: sglang {RELEASE} has no aiter branch in {entry}")
 
 
-def make(hidden: int, weight_dtype: torch.dtype | None = None) -> standin.RMSNorm:
-    m = standin.RMSNorm(hidden).to(CUDA)
-    m.weight.data = (1 + 0.1 * torch.randn(hidden, device=CUDA)).to(weight_dtype or torch.bfloat16)
-    return m
-
-
-def close(got: Any, want: Any, post: bool = False) -> None:
-    tol = {"rtol": 2**-6, "atol": 2**-6} if post else {}
+def close(got: Any, want: Any, tol: float | None = None) -> None:
     pairs = zip(got, want, strict=True) if isinstance(want, tuple) else [(got, want)]
     for g, w in pairs:
-        torch.testing.assert_close(g, w, **tol)
+        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
 
 
-GPU_CASES = [c.name for c in CASES]
+def test_the_release_is_real_and_guarded() -> None:
+    import sglang
+
+    assert ".gpu" in sglang.__file__ and RMS in GUARDED, (sglang.__file__, GUARDED)
+    print(f"\nsglang {RELEASE} from {sglang.__file__}; guarded: {sorted(GUARDED)}")
 
 
-@pytest.mark.parametrize("name", GPU_CASES)
-def test_guarded_matches_forward_native_on_device(name: str, guard: Patcher) -> None:
-    inp = BY_NAME[name].build(2048, torch.bfloat16, CUDA, torch.Generator().manual_seed(0))
-    m = make(inp.hidden, inp.weight_dtype)
-    close(m(*inp.args()), m.forward_native(*inp.args()), post=inp.post is not None)
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_guarded_matches_forward_native_on_device(name: str) -> None:
+    case = BY_NAME[name]
+    need(case.entry)
+    inp = case.build(2048, BF, CUDA, torch.Generator().manual_seed(0))
+    if case.uses_post and "post_residual_addition" not in LN.RMSNorm.forward_native.__code__.co_varnames:
+        pytest.skip("n/a: no post_residual_addition")
+    m = make_module(LN, case.entry, inp.hidden, BF, inp.weight_dtype, CUDA)
+    close(m(*inp.args()), m.forward_native(*inp.args()), tolerance(case))
 
 
-def _child(mode: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-    return subprocess.run(
-        [sys.executable, str(HERE / "probe.py"), mode], capture_output=True, text=True, env=env, timeout=300
-    )
+def probe(mode: str, *cases: str, sanitizer: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path]),
+           "AITER_NORM_GUARD": "1" if mode == "guarded" else "0"}  # fmt: skip
+    cmd = [sys.executable, str(HERE / "probe.py"), mode, *cases]
+    if sanitizer:
+        cmd = ["compute-sanitizer", "--tool", "memcheck", "--print-limit", "3", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_unguarded_views_read_out_of_bounds_and_guarded_do_not() -> None:
-    bad = _child("unguarded")
-    assert bad.returncode != 0 and "illegal memory access" in (bad.stderr + bad.stdout).lower(), bad.stderr[-2000:]
-    good = _child("guarded")
+FAULTS = {  # case: (entry, the upstream check that fixes it); each fails unguarded where the release lacks it
+    "qkv_q_view": (RMS, "x rows"), "contiguous_3d": (RMS, "x rows"), "zero_rows": (RMS, "zero rows"),
+    "gemma_zero_rows": (GEMMA, None), "gemma_contiguous_3d": (GEMMA, None), "layernorm_zero_rows": (LAYER, None),
+}  # fmt: skip
+
+
+def test_guarded_child_runs_every_fault_case_right() -> None:
+    cases = [c for c, (entry, _) in FAULTS.items() if entry in GUARDED]
+    good = probe("guarded", *cases)
     assert good.returncode == 0, good.stderr[-2000:]
-    assert good.stdout.count("max abs error vs forward_native 0") == 2
+    assert good.stdout.count("max abs error vs forward_native 0") == len(cases), good.stdout
 
 
-def test_unguarded_transposed_view_gives_wrong_results() -> None:
-    inp = BY_NAME["noncontiguous_2d"].build(256, torch.bfloat16, CUDA, torch.Generator().manual_seed(0))
-    m = make(inp.hidden)
-    got = m.forward_aiter(inp.x)
-    assert not torch.allclose(got.float(), m.forward_native(inp.x).float(), atol=1e-2, rtol=1e-2)
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_unguarded_child_dies_or_fails_where_the_release_lacks_the_check(name: str) -> None:
+    entry, fixed_by = FAULTS[name]
+    need(entry)
+    if fixed_by is not None and fixed_by in upstream_checks():
+        pytest.skip(f"n/a: sglang {RELEASE} has {fixed_by!r} itself")
+    bad = probe("unguarded", name)
+    text = (bad.stdout + bad.stderr).lower()
+    assert bad.returncode != 0 and any(s in text for s in ("illegal memory access", "invalid configuration")), text
+    print(f"\n{name}: unguarded child exit {bad.returncode}: {[ln for ln in text.splitlines() if 'error' in ln][-1:]}")
 
 
 @pytest.mark.skipif(shutil.which("compute-sanitizer") is None, reason="compute-sanitizer not installed")
-def test_memcheck_reports_oob_without_guard_and_is_clean_with_it() -> None:
+def test_memcheck_finds_out_of_bounds_reads_unguarded_and_none_guarded() -> None:
+    cases = [c for c in ("qkv_q_view", "contiguous_3d", "gemma_contiguous_3d") if FAULTS[c][0] in GUARDED]
     summaries = {}
     for mode in ("unguarded", "guarded"):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-        proc = subprocess.run(
-            [
-                "compute-sanitizer",
-                "--tool",
-                "memcheck",
-                "--print-limit",
-                "3",
-                sys.executable,
-                str(HERE / "probe.py"),
-                mode,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-        )
-        line = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR SUMMARY" in ln]
-        summaries[mode] = line[-1] if line else "no summary"
+        proc = probe(mode, *cases, sanitizer=True)
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR SUMMARY" in ln]
+        summaries[mode] = lines[-1] if lines else "no summary"
         out = os.environ.get("OUT")
         if out:
-            Path(out, f"memcheck-{mode}.txt").write_text(
-                proc.stdout[-20000:] + "\n---stderr---\n" + proc.stderr[-20000:]
-            )
-    assert "0 errors" not in summaries["unguarded"] and "ERROR SUMMARY" in summaries["unguarded"], summaries
+            text = proc.stdout[-20000:] + "\n---\n" + proc.stderr[-20000:]
+            Path(out, f"memcheck-{RELEASE}-{mode}.txt").write_text(text)
+    print(f"\nmemcheck sglang {RELEASE} {cases}: {summaries}")
     assert "ERROR SUMMARY: 0 errors" in summaries["guarded"], summaries
+    assert "ERROR SUMMARY" in summaries["unguarded"] and " 0 errors" not in summaries["unguarded"], summaries
 
 
-def _graph_replay(inputs: list[torch.Tensor], fill: list[torch.Tensor], call: Any) -> None:
-    replay, out = capture(call)
-    for _ in range(3):  # refill the static inputs, replay, compare with eager
-        for buf in fill:
-            buf.copy_(torch.randn_like(buf))
+def upstream_checks() -> list[str]:
+    from aiter_norm_guard import source_scan
+    from aiter_norm_guard.targets import RMSNORM
+
+    tree = source_scan.parse(Path(LN.__file__).read_text(encoding="utf-8"))
+    return list(source_scan.entry_report(tree, RMSNORM.attribute, RMSNORM.aiter_calls)["checks"])
+
+
+GRAPH_CASES = {"qkv_q_view": RMS, "residual_path": RMS, "gemma_residual_3d": GEMMA, "layernorm_transposed": LAYER}
+
+
+@pytest.mark.parametrize("name", list(GRAPH_CASES))
+def test_cuda_graph_capture_and_replay_match_eager(name: str) -> None:
+    case = BY_NAME[name]
+    need(case.entry)
+    inp = case.build(64, BF, CUDA, torch.Generator().manual_seed(0))  # decode-sized static buffers
+    m = make_module(LN, case.entry, inp.hidden, BF, None, CUDA)
+    args = [a for a in inp.args() if a is not None]
+    replay, out = capture(lambda: m(*args))
+    for _ in range(3):  # refill the static inputs in place, replay, compare with eager
+        for a in args:
+            (a._base if a._base is not None else a).copy_(torch.randn_like(a._base if a._base is not None else a))
         replay()
         torch.cuda.synchronize()
-        close(out, call(), post=len(inputs) == 3)
-
-
-@pytest.mark.parametrize("path", ["strided", "residual", "post_residual"])
-def test_cuda_graph_capture_and_replay_match_eager(path: str, guard: Patcher) -> None:
-    qkv = torch.randn(64, 6144, device=CUDA, dtype=torch.bfloat16)  # decode-sized static buffers
-    q = qkv[:, :4096].view(64, 32, 128)
-    res = torch.randn(64, 32, 128, device=CUDA, dtype=torch.bfloat16)
-    post = torch.randn(64, 32, 128, device=CUDA, dtype=torch.bfloat16)
-    m = make(128)
-    inputs = {"strided": [q], "residual": [q, res], "post_residual": [q, res, post]}[path]
-    fill = {"strided": [qkv], "residual": [qkv, res], "post_residual": [qkv, res, post]}[path]
-    _graph_replay(inputs, fill, lambda: m(*inputs))
+        close(out, m(*args), tolerance(case))
 
 
 class QNormBlock(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.norm = make(128)
+        self.norm = make_module(LN, RMS, 128, BF, None, CUDA)
 
     def forward(self, qkv: torch.Tensor) -> torch.Tensor:
         return self.norm(qkv[:, :4096].view(qkv.shape[0], 32, 128))
 
 
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
-def test_torch_compile_keeps_the_guard_in_the_graph(backend: str, guard: Patcher) -> None:
+def test_torch_compile_keeps_the_guard_in_the_graph(backend: str) -> None:
     torch._dynamo.reset()
     block = QNormBlock()
     graphs: list[str] = []
@@ -158,8 +165,21 @@ def test_torch_compile_keeps_the_guard_in_the_graph(backend: str, guard: Patcher
         return gm.forward if backend == "eager" else torch._inductor.compile(gm, example_inputs)
 
     compiled = torch.compile(block, backend=recording, fullgraph=True)
-    qkv = torch.randn(256, 6144, device=CUDA, dtype=torch.bfloat16)
-    got = compiled(qkv)
-    close(got, block.norm.forward_native(qkv[:, :4096].view(256, 32, 128)))
-    assert graphs and any("contiguous" in g or "clone" in g for g in graphs), graphs
-    assert any("aiter_double.rmsnorm2d_fwd" in g for g in graphs), graphs
+    qkv = torch.randn(256, 6144, device=CUDA, dtype=BF)
+    close(compiled(qkv), block.norm.forward_native(qkv[:, :4096].view(256, 32, 128)))
+    assert graphs and any("aiter_double.rmsnorm2d_fwd" in g for g in graphs), graphs
+    if "x rows" not in upstream_checks():  # the copy there is the guard's, not the release's
+        assert any("contiguous" in g or "clone" in g for g in graphs), graphs
+
+
+def test_layer_boundary_quant_on_device() -> None:
+    if QUANT is None or "communicator._fused_rmsnorm_fp8_per_token_quant" not in GUARDED:
+        pytest.skip(f"n/a: sglang {RELEASE} has no fused rmsnorm fp8 quant here")
+    fn = QUANT._fused_rmsnorm_fp8_per_token_quant
+    original = original_of(fn)
+    w = torch.randn(4096, device=CUDA, dtype=BF)
+    empty = fn(torch.empty(0, 4096, device=CUDA, dtype=BF), w, 1e-6)
+    assert empty[0].shape == (0, 4096) and empty[1].shape == (0, 1)
+    x = torch.randn(4096, 64, device=CUDA, dtype=BF).t()
+    got, want = fn(x, w, 1e-6), original(x.contiguous(), w, 1e-6)
+    assert torch.equal(got[0].float(), want[0].float()) and torch.equal(got[1], want[1])

@@ -11,7 +11,7 @@ import os
 #: The entry point importing the package right now, so it can record how it arrived.
 entering = None
 #: Values of AITER_NORM_GUARD this process has already warned about at start-up.
-warned = set()
+warned: set = set()
 
 _ON = ("1", "true", "yes", "on")
 _OFF = ("", "0", "false", "no", "off")

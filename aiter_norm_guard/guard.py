@@ -119,7 +119,8 @@ class Guard:
             return None
         if x.dim() == 0:
             return ("fallback", layout.RANK_ZERO)
-        if c.pad and getattr(module, "_fused_pad_kernel", None) is not None and getattr(module, "x_pad_to_multiple", 0):
+        pad_to = getattr(module, "x_pad_to_multiple", 0)
+        if c.pad and getattr(module, "_fused_pad_kernel", None) is not None and pad_to:
             # Triton reads both strides and the weight in its own dtype; it only needs n weight elements
             short = any(w.numel() != x.shape[-1] for w in weights)
             return ("fallback", layout.HIDDEN_SIZE) if short else None

@@ -39,8 +39,9 @@ def _warn_unknown(raw):
 
         warned.add(raw)
         logging.getLogger("aiter_norm_guard").warning(
-            "aiter_norm_guard: ignoring AITER_NORM_GUARD=%r; accepted values are 1/true/yes/on (on) or "
-            "0/false/no/off (off); the start-up file leaves the guard off",
+            "aiter_norm_guard: AITER_NORM_GUARD=%r not understood; accepted values are 1/true/yes/on (on) or "
+            "0/false/no/off (off). Treated as unset: not installed at start-up, but installed where "
+            "aiter_norm_guard is imported or loaded as sglang's plugin",
             raw,
         )
     except Exception:

@@ -101,7 +101,8 @@ def fast_path_source(
     """The guarded function: the original at once when every tensor is already kernel-safe.
 
     Checked per call, cheapest first: ``x`` is 2-D, non-empty and
-    contiguous; each weight has ``x``'s last dimension as its length and ``x``'s dtype; each
+    contiguous; each weight has ``x``'s last dimension as its length and ``x``'s dtype and is
+    contiguous (an expanded weight is read past its storage, a strided one wrongly); each
     ``like_x`` tensor is None or has ``x``'s shape and dtype and is contiguous.  The common
     call without them skips their checks.
     """
@@ -112,7 +113,7 @@ def fast_path_source(
     conds = ["_m", "_n", f"{x}.is_contiguous()"]
     for i, spec in enumerate(weights):
         body += weight_lookup(f"_w{i}", spec, self_name)
-        conds += [f"_n == _w{i}.numel()", f"_w{i}.dtype is _dt"]
+        conds += [f"_n == _w{i}.numel()", f"_w{i}.dtype is _dt", f"_w{i}.is_contiguous()"]
     like = [_ident(r) for r in like_x]
     full = conds + [f"({r} is None or ({r}.dtype is _dt and {r}.shape == _s and {r}.is_contiguous()))" for r in like]
     if like:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,11 @@ GUARD_CHECKS = (
 
 
 def version_tuple(v: str | None) -> tuple[int, ...]:
+    """Release numbers only: ``0.5.3rc0`` -> (0, 5, 3), ``0.5.10.post1`` -> (0, 5, 10)."""
     out = []
     for part in (v or "").split(".")[:3]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        out.append(int(digits) if digits else 0)
+        digits = re.match(r"\d+", part)
+        out.append(int(digits.group()) if digits else 0)
     return tuple(out)
 
 
@@ -105,12 +107,9 @@ def aiter_routing() -> dict[str, Any]:
 def _plugin() -> dict[str, Any]:
     eps = [ep for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP) if ep.name == PLUGIN_NAME]
     allowed_raw = os.environ.get("SGLANG_PLUGINS", "")
-    allowed = {p.strip() for p in allowed_raw.split(",") if p.strip()}
-    return {
-        "visible": bool(eps),
-        "allowed": bool(eps) and (not allowed or PLUGIN_NAME in allowed),
-        "SGLANG_PLUGINS": allowed_raw or None,
-    }
+    # as sglang's load_plugins_by_group: a non-empty value is the whole whitelist (even "," or " ")
+    allowed = not allowed_raw or PLUGIN_NAME in {p.strip() for p in allowed_raw.split(",") if p.strip()}
+    return {"visible": bool(eps), "allowed": bool(eps) and allowed, "SGLANG_PLUGINS": allowed_raw or None}
 
 
 def _torch() -> dict[str, Any]:

@@ -36,7 +36,7 @@ def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], rea
     if reason in (layout.WEIGHT_DTYPE, layout.STRIDED_WEIGHT):
         weight = bound["weight"].to(x.dtype).contiguous()
         return original(**{**bound, "weight": weight})
-    if reason in (layout.HIDDEN_SIZE, layout.ROWS_MISMATCH):
+    if reason in (layout.HIDDEN_SIZE, layout.ROWS_MISMATCH, layout.ROWS_EXPAND):
         raise ValueError(
             f"_fused_rmsnorm_fp8_per_token_quant: {reason} (hidden_states {tuple(x.shape)} {x.dtype}, "
             f"weight {tuple(bound['weight'].shape)}, residual "

@@ -65,7 +65,7 @@ class Guard:
         self.allow_row_stride = allow_row_stride
         self.enabled = True
         c = target.contract
-        self.sig = inspect.signature(original)
+        self.sig = self._signature(original, c.x)
         names = [p.name for p in self.sig.parameters.values() if p.kind in codegen._POSITIONAL]
         self.is_method = "." in target.attribute
         self.self_name = names[0] if self.is_method and names else None
@@ -79,6 +79,14 @@ class Guard:
         self.fallback_index = tuple(names.index(n) for n in target.fallback_params if n in names)
         self.names = names
         self._fallback_fn = self._resolve_fallback(target.fallback)
+
+    @staticmethod
+    def _signature(original: Forward, x: str) -> inspect.Signature:
+        """The signature calls must fit: ``original``'s own, not what ``__wrapped__`` says it wraps
+        (a third party's narrower wrapper), unless it takes ``*args`` and does not name ``x``."""
+        own = inspect.signature(original, follow_wrapped=False)
+        takes_any = any(p.kind is p.VAR_POSITIONAL for p in own.parameters.values())
+        return inspect.signature(original) if x not in own.parameters and takes_any else own
 
     def _weight_spec(self, spec: str, names: list[str]) -> tuple[str, ...] | int:
         if spec.startswith("self."):
@@ -134,9 +142,16 @@ class Guard:
 
     def fallback(self, values: tuple[Any, ...], keywords: dict[str, Any], reason: str) -> Any:
         """The entry's fallback: the module's own method, or a fallback function of this package."""
+        if reason == layout.ROWS_EXPAND:
+            shapes = [tuple(values[i].shape) for i in (self.x_index, *self.like_present(values))]
+            raise ValueError(f"{self.target.name}: {reason} (shapes {shapes}); aiter's kernel reads the residual "
+                             "with the activation's rows, and the reference path would broadcast")  # fmt: skip
         if self._fallback_fn is None:
             method = getattr(values[0], self.target.fallback.split(".", 1)[1])
-            return method(*(values[i] for i in self.fallback_index))
+            args = [values[i] for i in self.fallback_index]
+            while len(args) > 1 and args[-1] is None:  # the defaults: fits an older native's signature too
+                args.pop()
+            return method(*args)
         bound = {**dict(zip(self.names, values, strict=False)), **keywords}
         return self._fallback_fn(self.original, bound, reason)
 

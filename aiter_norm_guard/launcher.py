@@ -13,13 +13,18 @@ import sys
 from aiter_norm_guard.settings import ENABLE_VAR
 from aiter_norm_guard.startup import startup_file
 
+USAGE = "usage: aiter-norm-guard run -- COMMAND [ARGS...]  (COMMAND runs with AITER_NORM_GUARD=1)"
+
 
 def run(argv: list[str]) -> int:
     """Exec ``argv`` with the guard enabled; returns only on failure to start it."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
     if argv and argv[0] == "--":
         argv = argv[1:]
-    if not argv:
-        print("usage: aiter-norm-guard run -- COMMAND [ARGS...]", file=sys.stderr)
+    if not argv or not argv[0]:
+        print(USAGE, file=sys.stderr)
         return 2
     if startup_file() is None:
         print(
@@ -30,7 +35,7 @@ def run(argv: list[str]) -> int:
     env = {**os.environ, ENABLE_VAR: "1"}
     try:
         os.execvpe(argv[0], argv, env)
-    except OSError as exc:  # as a shell says it: 127 not found, 126 found but not runnable
-        print(f"aiter-norm-guard: cannot run {argv[0]!r}: {exc.strerror}", file=sys.stderr)
+    except (OSError, ValueError) as exc:  # as a shell says it: 127 not found, 126 found but not runnable
+        print(f"aiter-norm-guard: cannot run {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return 0  # not reached

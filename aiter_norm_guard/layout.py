@@ -11,6 +11,7 @@ else exactly one copy.  It knows nothing of sglang or of patching.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -25,6 +26,7 @@ WEIGHT_DTYPE = "weight dtype differs from the activation's"
 HIDDEN_SIZE = "weight length differs from the hidden size"
 STRIDED_WEIGHT = "weight is not contiguous"
 ROWS_MISMATCH = "residual differs from the activation in shape or dtype"
+ROWS_EXPAND = "residual would broadcast the activation to more rows"
 
 
 def is_row_strided(t: Tensor) -> bool:
@@ -64,14 +66,22 @@ def refusal(x: Tensor, like_x: Sequence[Tensor], weights: Sequence[Tensor]) -> s
 
     Zero elements (no grid to launch), rank 0, a weight the kernel would misread (another
     dtype, another length than ``x``'s last dimension, a stride), or a tensor indexed with
-    ``x``'s rows (``like_x``: residual, post-residual addition) of another shape or dtype.
+    ``x``'s rows (``like_x``: residual, post-residual addition) of another shape or dtype
+    (:data:`ROWS_EXPAND` where broadcasting it against ``x`` would give more elements than ``x``:
+    the reference path would compute a tensor many times the caller's).
     """
     if x.dim() == 0:
         return RANK_ZERO
     if x.numel() == 0:
         return ZERO_ROWS
     for r in like_x:
-        if r.dtype != x.dtype or r.shape != x.shape:
+        if r.shape != x.shape:
+            try:
+                wide = math.prod(torch.broadcast_shapes(x.shape, r.shape)) > x.numel()
+            except RuntimeError:  # incompatible: the reference path raises its own error
+                wide = False
+            return ROWS_EXPAND if wide else ROWS_MISMATCH
+        if r.dtype != x.dtype:
             return ROWS_MISMATCH
     return weight_refusal(x.shape[-1], x.dtype, weights)
 

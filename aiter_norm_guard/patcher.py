@@ -10,19 +10,17 @@ hook lock (taken and released by wrapt) before this module's lock, never the rev
 
 from __future__ import annotations
 
-import ast
-import inspect
 import logging
 import sys
-import textwrap
 import threading
 import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from aiter_norm_guard import hooks, instances, reload_hook, source_scan
+from aiter_norm_guard import hooks, instances, reload_hook
 from aiter_norm_guard._log import log_once
+from aiter_norm_guard.locate import describe, find_guard, has_aiter_branch, resolve
 from aiter_norm_guard.registry import guard_of
 from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target
 
@@ -42,47 +40,18 @@ class TargetState:
     selected: bool = False
     patched: bool = False
     beneath: str | None = None
+    replaced_by: str | None = None
     instances_rebound: int = 0
     error: str | None = None
 
 
-def _resolve(module: types.ModuleType, dotted: str) -> tuple[Any, str, Any]:
-    """(owner, attribute name, current value) for ``Class.method`` or ``function`` in ``module``.
+class Record(NamedTuple):
+    """A guard this patcher put in place: kept to switch it off, and on again without a rebuild."""
 
-    The attribute must be the owner's own (an inherited method is another entry: KeyError).
-    """
-    *path, attr = dotted.split(".")
-    owner: Any = module
-    for part in path:
-        owner = getattr(owner, part)
-    return owner, attr, vars(owner)[attr]
-
-
-def find_guard(fn: Any, depth: int = 16) -> tuple[Any, Any]:
-    """(the guarded function, its Guard) at ``fn`` or beneath it along ``__wrapped__``."""
-    for _ in range(depth):
-        g = guard_of(fn)
-        if g is not None or fn is None:
-            return fn, g
-        fn = getattr(fn, "__wrapped__", None)
-    return None, None
-
-
-def describe(fn: Any) -> str:
-    """Where a function really comes from (``functools.wraps`` copies names, not code)."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return type(fn).__name__
-    return f"{code.co_name} ({code.co_filename}:{code.co_firstlineno})"
-
-
-def has_aiter_branch(target: Target, fn: Any) -> bool | None:
-    """Whether ``fn``'s source reaches the target's aiter bindings; None when there is no source."""
-    try:
-        node = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(fn)))).body[0]
-    except (OSError, TypeError, SyntaxError, IndexError, ValueError):
-        return None
-    return isinstance(node, ast.FunctionDef) and source_scan.has_aiter_branch(node, target.aiter_calls)
+    target: Target
+    owner: Any
+    attr: str
+    fn: Forward
 
 
 class Patcher:
@@ -95,7 +64,7 @@ class Patcher:
         self.allow_row_stride = False
         self.error: str | None = None
         self._hooked: set[str] = set()
-        self._built: list[tuple[Target, Any, Forward]] = []
+        self._records: list[Record] = []
         self._lock = threading.RLock()
 
     def modules(self) -> list[str]:
@@ -116,23 +85,29 @@ class Patcher:
             except ImportError as exc:
                 self.error = f"wrapt is not importable ({exc}): modules imported from now on stay unguarded"
                 log_once("no-wrapt", logging.WARNING, "aiter_norm_guard: %s", self.error)
+        with self._lock:
+            for record in self._records:  # its own, and classes a reload replaced or someone wrapped
+                self._revive(record)
         for name in self.modules():  # hooks fire once: a re-install patches imported modules itself
             module = sys.modules.get(name)
             if module is not None:
                 self.patch_module(module)
 
     def uninstall(self) -> None:
-        """Put every original function object back, on the class and on live instances."""
+        """Put every original function object back, on the class and on live instances.
+
+        A guard something else now wraps or replaced stays where it is, switched off.
+        """
         with self._lock:
             self.wanted = False
-            for target in self.targets:
-                module = sys.modules.get(target.module)
-                if module is not None:
-                    self._unpatch(target, module)
-            for _, _, fn in self._built:  # guards of classes replaced by a reload, too
-                g = guard_of(fn)
-                if g is not None:
-                    g.enabled = False
+            for r in self._records:
+                g = guard_of(r.fn)
+                g.enabled = False
+                if vars(r.owner).get(r.attr) is r.fn:
+                    setattr(r.owner, r.attr, g.original)
+                if isinstance(r.owner, type):
+                    instances.rebind(r.owner, r.target.bound_attrs, r.fn, g.original)
+                self.states[r.target.name].instances_rebound = 0
 
     def report(self) -> list[dict[str, Any]]:
         """Each target's state, read from the live modules, as a JSON-serializable dict."""
@@ -145,13 +120,15 @@ class Patcher:
                 if module is None:
                     continue
                 try:
-                    _, _, current = _resolve(module, t.attribute)
+                    owner, _, current = resolve(module, t.attribute)
                 except (AttributeError, KeyError):
                     continue
                 fn, g = find_guard(current)
                 st.patched = g is not None and g.enabled
                 if st.patched and fn is not current:
                     st.beneath = describe(current)
+                ours = any(r.target is t and r.owner is owner for r in self._records)
+                st.replaced_by = describe(current) if ours and g is None else None
             return [asdict(s) for s in self.states.values()]
 
     # -- internals -----------------------------------------------------------
@@ -172,30 +149,38 @@ class Patcher:
                     ", ".join(t.attribute for t in mine),
                 )
 
+    def _revive(self, r: Record) -> None:
+        """Switch a recorded guard back on; put it back where uninstall restored the original."""
+        g = guard_of(r.fn)
+        g.enabled, g.allow_row_stride = True, self.allow_row_stride
+        if vars(r.owner).get(r.attr) is g.original:
+            setattr(r.owner, r.attr, r.fn)
+            if isinstance(r.owner, type):
+                self.states[r.target.name].instances_rebound += instances.rebind(
+                    r.owner, r.target.bound_attrs, g.original, r.fn
+                )
+
     def _patch(self, target: Target, module: types.ModuleType) -> None:
         st = self.states[target.name]
         st.module_imported = True
         if not self.wanted:
             return
         try:
-            owner, attr, current = _resolve(module, target.attribute)
+            owner, attr, current = resolve(module, target.attribute)
         except (AttributeError, KeyError):
             st.present, st.aiter_branch, st.selected = False, None, False
             return
         st.present = True
+        fn, g = find_guard(current)
+        if g is not None:  # ours already, maybe beneath another wrapper: installing twice wraps once
+            g.enabled, g.allow_row_stride = True, self.allow_row_stride
+            st.selected = st.aiter_branch = True
+            return
+        if any(r.target is target and r.owner is owner for r in self._records):
+            return  # ours was here and something else replaced it: theirs is not ours to wrap
         st.selected = all(bool(getattr(module, flag, False)) for flag in target.selected_by)
         st.aiter_branch = has_aiter_branch(target, current)
-        if st.aiter_branch is None:  # no source: the names it uses are the best evidence left
-            code = getattr(inspect.unwrap(current), "__code__", None)
-            st.aiter_branch = bool(code and set(target.aiter_calls) & set(code.co_names))
         if not (st.selected and st.aiter_branch):
-            return
-        fn, g = find_guard(current)
-        if g is not None:  # ours already: installing twice wraps once
-            if not g.enabled:
-                g.enabled = True
-                if isinstance(owner, type):
-                    st.instances_rebound += instances.rebind(owner, target.bound_attrs, g.original, fn)
             return
         try:
             from aiter_norm_guard.guard import make_guarded  # torch: only once a target's module is imported
@@ -215,25 +200,10 @@ class Patcher:
             )
             setattr(owner, attr, current)
             return
-        self._built.append((target, owner, fn))
+        self._records.append(Record(target, owner, attr, fn))
         st.error = None
         where = f"{module.__name__}.{target.attribute}"
         log_once(f"patched:{target.name}", logging.INFO, "aiter_norm_guard: guarding %s", where)
-
-    def _unpatch(self, target: Target, module: types.ModuleType) -> None:
-        try:
-            owner, attr, current = _resolve(module, target.attribute)
-        except (AttributeError, KeyError):
-            return
-        fn, g = find_guard(current)
-        if g is None:
-            return
-        g.enabled = False
-        if fn is current:
-            setattr(owner, attr, g.original)
-        if isinstance(owner, type):
-            instances.rebind(owner, target.bound_attrs, fn, g.original)
-        self.states[target.name].instances_rebound = 0
 
 
 PATCHER = Patcher()

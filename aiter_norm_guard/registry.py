@@ -1,11 +1,14 @@
 """Which functions are the guard's: an identity registry (torch-free, so start-up stays light).
 
-``functools.wraps`` copies a function's attributes to whatever wraps it, so a marker attribute
-would make a third party's wrapper look like the guard.  Identity does not.
+``functools.wraps`` copies a function's attributes to whatever wraps it, and a wrapt proxy
+hashes and compares equal to what it wraps, so neither a marker attribute nor a dict keyed by
+the function can tell the guard from a third party's wrapper around it.  ``id()`` plus a weak
+reference can: an entry answers only for the very object it was made for, and goes away with it.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -16,19 +19,26 @@ class Guarded(Protocol):
     enabled: bool
 
 
-_GUARDS: weakref.WeakKeyDictionary[Callable[..., Any], Guarded] = weakref.WeakKeyDictionary()
+_GUARDS: dict[int, tuple[weakref.ref[Any], Guarded]] = {}
+_lock = threading.Lock()
 
 
 def register(fn: Callable[..., Any], guard: Guarded) -> None:
-    _GUARDS[fn] = guard
+    key = id(fn)
+
+    def forget(ref: weakref.ref[Any], key: int = key) -> None:
+        with _lock:
+            if _GUARDS.get(key, (None,))[0] is ref:
+                del _GUARDS[key]
+
+    with _lock:
+        _GUARDS[key] = (weakref.ref(fn, forget), guard)
 
 
 def guard_of(fn: Any) -> Any:
-    """The guard behind a function built by this package, else None."""
-    try:
-        return _GUARDS.get(fn)
-    except TypeError:  # not weak-referenceable
-        return None
+    """The guard behind a function built by this package (that very object), else None."""
+    entry = _GUARDS.get(id(fn))
+    return entry[1] if entry is not None and entry[0]() is fn else None
 
 
 def original_of(fn: Any) -> Callable[..., Any] | None:

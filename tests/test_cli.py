@@ -200,3 +200,35 @@ def test_colour_only_when_asked() -> None:
     }
     assert "\x1b[31m" in selftest.format_table(report, colour=True)
     assert "\x1b[" not in selftest.format_table(report, colour=False)
+
+
+@wheel
+@pytest.mark.parametrize("plugins", [",", " ", "someone_else"])
+def test_doctor_reads_sglang_plugins_as_sglang_does(plugins: str) -> None:
+    """A non-empty SGLANG_PLUGINS is the whole whitelist, even ',' or ' ': nothing is loaded."""
+    proc = cli("doctor", "--json", release="0.5.11", SGLANG_PLUGINS=plugins)
+    assert proc.returncode == 1 and as_json(proc)["children"]["plugin_route"] is False
+
+
+def test_release_numbers_ignore_pre_and_post_release_tags() -> None:
+    from aiter_norm_guard.doctor import version_tuple
+
+    assert version_tuple("0.5.3rc0") == (0, 5, 3) and version_tuple("0.5.10.post1") == (0, 5, 10)
+    assert version_tuple("0.5.10rc1") == (0, 5, 10) and version_tuple(None) == (0,)
+
+
+@pytest.mark.parametrize(("args", "code", "stream"), [(["run", "--", ""], 2, "stderr"), (["run", "-h"], 0, "stdout")])
+def test_run_usage_and_an_empty_command(args: list[str], code: int, stream: str) -> None:
+    proc = cli(*args, release=None)
+    assert proc.returncode == code and "usage: aiter-norm-guard run" in getattr(proc, stream)
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("redirect", ["closed", "full"])
+def test_doctor_with_stdout_closed_or_full_ends_without_a_traceback(redirect: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
+    env["PYTHONPATH"] = str(REPO / ".envs" / "sglang-0.5.10") + os.pathsep + str(REPO)
+    target = ">&-" if redirect == "closed" else "> /dev/full"
+    proc = subprocess.run(f"{sys.executable} -P -W ignore -m aiter_norm_guard doctor --json {target}", shell=True,
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr

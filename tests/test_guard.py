@@ -9,6 +9,7 @@ would fault or give wrong values.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -198,18 +199,31 @@ print([(t["name"], t["patched"]) for t in aiter_norm_guard.status()["targets"]])
 
 @pytest.mark.parametrize(
     ("x_shape", "res_shape"),
-    [((16, 128), (1, 16, 128)), ((4, 4, 128), (16, 128)), ((16, 128), (8, 128)), ((2, 8, 128), (2, 8, 128))],
-)
+    [((16, 128), (1, 16, 128)), ((4, 4, 128), (16, 128)), ((16, 128), (8, 128)), ((2, 8, 128), (2, 8, 128)),
+     ((16, 128), (16, 1, 128))],
+)  # fmt: skip
 @pytest.mark.parametrize("entry", [RMS, GEMMA])
 def test_residual_shape_semantics_are_natives(
     x_shape: tuple[int, ...], res_shape: tuple[int, ...], entry: str, layernorm: Any, kernels: AiterKernelDouble,
     guarded: None,
 ) -> None:  # fmt: skip
     """A residual of another shape than x: native broadcasts or raises, and so does the guarded call —
-    the kernel would index it with x's rows.  Native's exceptions reach the caller unchanged."""
+    the kernel would index it with x's rows.  Native's exceptions reach the caller unchanged.  Where
+    native would broadcast x to more rows ((16, H) with (16, 1, H): (16, 16, H)), a clear error
+    instead of a tensor many times the caller's."""
     require_entry(entry)
     norm = make_module(layernorm, entry, 128, DTYPE)
     x, res = torch.randn(x_shape, dtype=DTYPE), torch.randn(res_shape, dtype=DTYPE)
+    try:
+        wide = math.prod(torch.broadcast_shapes(x.shape, res.shape)) > x.numel()
+    except RuntimeError:  # incompatible shapes: native raises
+        wide = False
+    if wide:
+        kernels.reset()
+        with pytest.raises(ValueError, match="broadcast"):
+            norm(x, res)
+        assert kernels.calls == []
+        return
     try:
         want = norm.forward_native(x, res)
     except Exception as exc:
@@ -298,3 +312,40 @@ def test_pad_path_wrong_hidden_size_raises_like_native(
     with pytest.raises(ValueError):
         norm(x)
     assert kernels.calls == []
+
+
+@pytest.mark.parametrize("kind", ["expanded", "strided"])
+@pytest.mark.parametrize("entry", [RMS, GEMMA, LAYER])
+def test_a_weight_the_kernel_would_misread_goes_to_native_on_the_safe_path_too(
+    kind: str, entry: str, layernorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
+    """An expanded weight (stride 0) is read past its storage, a strided one wrongly: with a 2-D
+    contiguous activation (the fast path) as with any other."""
+    require_entry(entry)
+    norm = make_module(layernorm, entry, 128, DTYPE)
+    bad = torch.ones(1, dtype=DTYPE).expand(128) if kind == "expanded" else torch.randn(256, dtype=DTYPE)[::2]
+    name = "gemma_weight" if entry == GEMMA and "gemma_weight" in norm._buffers else "weight"
+    if name in norm._parameters:
+        norm._parameters[name] = torch.nn.Parameter(bad, requires_grad=False)
+    else:
+        norm._buffers[name] = bad
+    x = torch.randn(8, 128, dtype=DTYPE)
+    kernels.reset()
+    assert_same_result(norm(x), norm.forward_native(x), tol=2**-6 if entry == GEMMA else None)
+    assert kernels.calls == []
+
+
+def test_an_older_forward_native_signature_still_gets_the_fallback(
+    layernorm: Any, kernels: AiterKernelDouble, guarded: None
+) -> None:
+    """A subclass whose forward_native takes (x, residual=None) only: the guard passes no trailing
+    defaults it would not accept."""
+    require_entry(RMS)
+
+    class Older(layernorm.RMSNorm):  # type: ignore[misc,name-defined]
+        def forward_native(self, x: torch.Tensor, residual: Any = None) -> Any:
+            return super().forward_native(x, residual)
+
+    norm = Older(128).to(DTYPE)
+    empty = torch.randn(0, 128, dtype=DTYPE)
+    assert norm(empty).shape == (0, 128)

@@ -235,3 +235,115 @@ def test_reinstall_after_uninstall_wraps_the_same_original(rmsnorm: Any, guarded
     aiter_norm_guard.install(force=True)
     again = rmsnorm.__dict__["forward_aiter"]
     assert original_of(again) is original_of(fn) is original_forward(rmsnorm)
+
+
+NARROWER = """
+import functools, json, torch
+from aiter_norm_guard_emulation import EmulatedRocm
+EmulatedRocm().activate()
+import sglang.srt.layers.layernorm as ln
+orig = ln.RMSNorm.forward_aiter
+@functools.wraps(orig)
+def forward_aiter(self, x, residual=None):  # a third party's narrower wrapper, before the guard
+    return orig(self, x, residual)
+ln.RMSNorm.forward_aiter = forward_aiter
+import aiter_norm_guard
+m = ln.RMSNorm(128).to(torch.bfloat16)
+q = Q
+print(json.dumps({"safe": bool(torch.equal(m.forward_aiter(q[:, 0]), m.forward_native(q[:, 0]))),
+                  "view": bool(torch.equal(m(q), m.forward_native(q)))}))
+""".replace("Q", Q)
+
+
+def test_a_narrower_wrapper_installed_before_the_guard_keeps_working(rmsnorm: Any) -> None:
+    proc = run_python(NARROWER)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"safe": True, "view": True}
+
+
+def test_a_wrapt_wrapper_over_the_guard_survives_uninstall(rmsnorm: Any, kernels: Any, guarded: None) -> None:
+    """wrapt proxies hash and compare equal to what they wrap: the registry must not take theirs for ours."""
+    import wrapt
+
+    ours = rmsnorm.__dict__["forward_aiter"]
+    calls: list[int] = []
+
+    def tracer(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        calls.append(1)
+        return wrapped(*args, **kwargs)
+
+    wrapt.wrap_function_wrapper(rmsnorm, "forward_aiter", tracer)
+    try:
+        proxy = rmsnorm.__dict__["forward_aiter"]
+        assert guard_of(proxy) is None and guard_of(ours) is not None
+        aiter_norm_guard.uninstall()
+        assert rmsnorm.__dict__["forward_aiter"] is proxy  # theirs stays
+        norm = make_norm(rmsnorm, 128, torch.bfloat16)
+        x = torch.randn(4, 128, dtype=torch.bfloat16)
+        norm.forward_aiter(x)
+        assert calls == [1]
+        rms = next(t for t in aiter_norm_guard.install(force=True)["targets"] if t["name"] == "RMSNorm.forward_aiter")
+        assert rms["patched"] and rms["beneath"] is not None
+    finally:
+        rmsnorm.forward_aiter = ours
+
+
+def test_a_plain_replacement_over_the_guard_is_reported_and_the_guard_comes_back_on(
+    rmsnorm: Any, kernels: Any, guarded: None
+) -> None:
+    ours = rmsnorm.__dict__["forward_aiter"]
+    rmsnorm.forward_aiter = lambda self, *a, **k: ours(self, *a, **k)  # no __wrapped__: opaque to the guard
+    try:
+        rms = next(t for t in aiter_norm_guard.status()["targets"] if t["name"] == "RMSNorm.forward_aiter")
+        assert rms["patched"] is False and "lambda" in rms["replaced_by"]
+        aiter_norm_guard.uninstall()
+        aiter_norm_guard.install(force=True)
+        norm = make_norm(rmsnorm, 128, torch.bfloat16)
+        q = qview()
+        torch.testing.assert_close(norm.forward_aiter(q), norm.forward_native(q))  # the guard beneath is on again
+    finally:
+        rmsnorm.forward_aiter = ours
+
+
+def test_install_uninstall_cycles_build_one_guard_per_target(rmsnorm: Any, guarded: None) -> None:
+    from aiter_norm_guard import registry
+    from aiter_norm_guard.patcher import PATCHER
+
+    before = (len(registry._GUARDS), len(PATCHER._records))
+    fn = rmsnorm.__dict__["forward_aiter"]
+    for _ in range(50):
+        aiter_norm_guard.uninstall()
+        aiter_norm_guard.install(force=True)
+    assert (len(registry._GUARDS), len(PATCHER._records)) == before
+    assert rmsnorm.__dict__["forward_aiter"] is fn
+
+
+def test_row_strided_setting_reaches_guards_already_built(rmsnorm: Any, guarded: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("AITER_NORM_GUARD_ROW_STRIDED", "1")
+    assert aiter_norm_guard.install(force=True)["row_strided"] is True
+    assert guard_of(rmsnorm.__dict__["forward_aiter"]).allow_row_stride is True
+    monkeypatch.delenv("AITER_NORM_GUARD_ROW_STRIDED")
+    assert aiter_norm_guard.install(force=True)["row_strided"] is False
+    assert guard_of(rmsnorm.__dict__["forward_aiter"]).allow_row_stride is False
+
+
+RELOAD_CYCLE = """
+import importlib, json, torch
+from aiter_norm_guard_emulation import EmulatedRocm, MemoryAccessFault
+EmulatedRocm().activate()
+import aiter_norm_guard
+import sglang.srt.layers.layernorm as ln
+early = ln.RMSNorm(128).to(torch.bfloat16)
+importlib.reload(ln)
+aiter_norm_guard.uninstall()
+aiter_norm_guard.install()
+q = Q
+print(json.dumps({"early": bool(torch.equal(early(q), early.forward_native(q)))}))
+""".replace("Q", Q)
+
+
+def test_modules_built_before_a_reload_are_guarded_again_after_uninstall_install(rmsnorm: Any) -> None:
+    proc = run_python(RELOAD_CYCLE)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"early": True}

@@ -136,11 +136,12 @@ def quant_variants(x: torch.Tensor, res: torch.Tensor) -> dict[str, tuple[Any, t
 
 ABLATION = (  # the guard's fast path built up one check at a time, in place (cumulative)
     ("one more Python frame (exact signature)", ""),
-    ("+ rank 2, rows, hidden: _m, _n = x.shape", "_m, _n = x.shape"),
-    ("+ non-empty, contiguous: _m and _n and x.is_contiguous()", "_ok = _m and _n and x.is_contiguous()"),
+    ("+ rank 2, rows, hidden: x.shape", "_s = x.shape; _m, _n = _s if len(_s) == 2 else (0, 0)"),
+    ("+ non-empty, contiguous: x.is_contiguous()", "_ok = _m and _n and x.is_contiguous()"),
     ("+ weight lookup: self._parameters.get('weight')", "_w = self._parameters.get('weight')"),
     ("+ weight length: _n == _w.numel()", "_ok = _ok and _n == _w.numel()"),
     ("+ weight dtype: _w.dtype is x.dtype", "_ok = _ok and _w.dtype is x.dtype"),
+    ("+ weight contiguous: _w.is_contiguous()", "_ok = _ok and _w.is_contiguous()"),
 )
 
 

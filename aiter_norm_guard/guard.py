@@ -73,7 +73,6 @@ class Guard:
             raise LookupError(f"{target.name}{self.sig} has no parameter {c.x!r}")
         self.x_index = names.index(c.x)
         self.like_index = tuple(names.index(n) for n in c.like_x if n in names)
-        self.like_names = tuple(n for n in c.like_x if n in names)
         self.weight_specs = tuple(self._weight_spec(w, names) for w in c.weights)
         self.kernel_dtypes = tuple(getattr(torch, d) for d in c.kernel_dtypes)
         self.fallback_index = tuple(names.index(n) for n in target.fallback_params if n in names)

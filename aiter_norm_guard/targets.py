@@ -77,17 +77,12 @@ RMSNORM = Target(
     bound_attrs=_BOUND,
 )
 
-GEMMA_RMSNORM = Target(
+GEMMA_RMSNORM = RMSNORM._replace(  # the same kernels and fallback; the weight it reads is weight + 1
     name="GemmaRMSNorm.forward_hip",
-    module=LAYERNORM,
     attribute="GemmaRMSNorm.forward_hip",
     kernel="aiter rmsnorm2d_fwd / rmsnorm2d_fwd_with_add (weight + 1)",
     contract=Contract(like_x=_RESIDUAL, weights=("self.gemma_weight|self.weight",)),
-    fallback="self.forward_native",
-    fallback_params=_NATIVE_ARGS,
     selected_by=("_use_aiter", "_has_vllm_rms_norm"),
-    aiter_calls=("rms_norm", "fused_add_rms_norm"),
-    bound_attrs=_BOUND,
 )
 
 LAYER_NORM = Target(

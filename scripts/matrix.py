@@ -40,11 +40,15 @@ SHORT = {
     "release_without_an_aiter_entry_warns_once_and_raises_nothing": "no aiter entry: one warning",
     "fuzz_every_input_meets_its_oracle": "fuzz: every input meets its oracle",
     "installed_release_report_matches_what_the_patcher_did": "source scan agrees with the patcher",
+    "a_weight_the_kernel_would_misread_goes_to_native_on_the_safe_path_too": "expanded / strided weight: native",
+    "an_older_forward_native_signature_still_gets_the_fallback": "an older forward_native signature",
+    "the_aiter_branch_alone_is_read": "source scan reads the aiter branch alone",
 }
 RMS = "RMSNorm.forward_aiter"
 PREFIX_ENTRY = {"gemma": "GemmaRMSNorm.forward_hip", "layernorm": "LayerNorm.forward_hip"}
 ENTRY_OF_TEST = {  # tests without an entry among their parameters
     "strided_weight_goes_to_native_where_the_guard_looks": RMS,
+    "an_older_forward_native_signature_still_gets_the_fallback": RMS,
     "pad_path_gives_the_originals_result_shape_included": RMS,
     "pad_path_wrong_hidden_size_raises_like_native": RMS,
 }
@@ -76,6 +80,7 @@ def case_of(classname: str, name: str) -> str:
 
 def run_release(release: str) -> tuple[dict[str, str], str]:
     OUT.mkdir(exist_ok=True)
+    (OUT / f"fuzz-{release}.json").unlink(missing_ok=True)
     xml = OUT / f"junit-{release}.xml"
     env = {**os.environ, "PYTHONPATH": str(ROOT / ".envs" / f"sglang-{release}")}
     env.setdefault("FUZZ_EXAMPLES", "1000")
@@ -143,6 +148,10 @@ def main() -> int:
     print("\n" + summary(RELEASES, table))
     failed = [(r, c) for r, row in table.items() for c, v in row.items() if v == "fail"]
     ran = sum(v == "pass" for row in table.values() for v in row.values())
+    for release in RELEASES:  # the fuzz run's inputs per oracle branch
+        fuzz = OUT / f"fuzz-{release}.json"
+        if fuzz.exists():
+            print(f"fuzz sglang {release}: {json.loads(fuzz.read_text())}")
     print(f"\nmatrix: {ran} passed, {len(failed)} failed across {len(RELEASES)} releases; results/matrix.json")
     for r, c in failed:
         print(f"FAILED sglang {r}: {c}")

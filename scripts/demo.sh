@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: set up, then run `aiter-norm-guard selftest` on sglang 0.5.10's real RMSNorm.
-# On this CPU machine the aiter kernels are the memory-faithful double (labelled EMULATED):
-# the bug report's Q/K views fault without the guard and match forward_native with it.
+# The main job: set up, then run `aiter-norm-guard selftest` on sglang 0.5.10's real norm modules
+# (RMSNorm and GemmaRMSNorm, the entries 0.5.10 sends to aiter). On this CPU machine the aiter
+# kernels are the memory-faithful double (labelled EMULATED): the bug report's Q/K views, zero
+# rows, rank-3 inputs fault without the guard, and every case matches forward_native with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -127,8 +127,8 @@ def _torch() -> dict[str, Any]:
     return info
 
 
-def _verdict(flag: settings.Flag, sg: dict[str, Any], targets: list[dict[str, Any]], route: bool) -> tuple[str, bool]:
-    explicit_on = settings.is_on(settings.read(settings.ENABLE_VAR))
+def _verdict(flag: settings.Flag, sg: dict[str, Any], targets: list[dict[str, Any]], route: bool,
+             explicit_on: bool) -> tuple[str, bool]:  # fmt: skip
     unreadable = [t for t in targets if "error" in t]
     exposed = [t["name"] for t in targets if t.get("present") and t.get("aiter_branch")]
     if not flag.value:
@@ -162,7 +162,7 @@ def diagnose() -> dict[str, Any]:
     plugin = _plugin()
     children = startup.children_inherit(raw, use_current=False)
     plugin_route = plugin["allowed"] and version_tuple(sg["version"]) >= (0, 5, 11)
-    verdict, ok = _verdict(flag, sg, targets, bool(children["inherit"] or plugin_route))
+    verdict, ok = _verdict(flag, sg, targets, bool(children["inherit"] or plugin_route), settings.is_on(raw))
     return {
         "verdict": verdict,
         "ok": ok,

@@ -1,7 +1,7 @@
 """Build a guarded entry from its :class:`~aiter_norm_guard.targets.Target` declaration.
 
 The result is a plain function with the original's exact signature (``torch.compile``
-traces through it; a wrapt ``FunctionWrapper`` would be dropped by Dynamo).  Its fast path
+traces through it, and it costs less per call than a wrapper object).  Its fast path
 (:mod:`aiter_norm_guard.codegen`) calls the original at once when every tensor already meets
 the kernel contract; everything else goes to :meth:`Guard.slow`, which canonicalizes with
 :mod:`aiter_norm_guard.layout`, routes to the entry's fallback, or passes the call through
@@ -113,7 +113,7 @@ class Guard:
     def decide(self, values: tuple[Any, ...]) -> tuple[str, Any] | None:
         """``("fallback", reason)``, ``("call", plan)``, or None to pass the call through untouched."""
         x = values[self.x_index]
-        like = [values[i] for i in self.like_index if values[i] is not None]
+        like = [values[i] for i in self.like_present(values)]
         if not isinstance(x, Tensor) or not all(isinstance(t, Tensor) for t in like):
             return None  # not ours to judge: the original behaves as it does
         c, module = self.target.contract, values[0] if self.is_method else None

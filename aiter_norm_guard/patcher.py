@@ -127,8 +127,7 @@ class Patcher:
                 st.patched = g is not None and g.enabled
                 if st.patched and fn is not current:
                     st.beneath = describe(current)
-                ours = any(r.target is t and r.owner is owner for r in self._records)
-                st.replaced_by = describe(current) if ours and g is None else None
+                st.replaced_by = describe(current) if g is None and self._recorded(t, owner) else None
             return [asdict(s) for s in self.states.values()]
 
     # -- internals -----------------------------------------------------------
@@ -149,10 +148,17 @@ class Patcher:
                     ", ".join(t.attribute for t in mine),
                 )
 
+    def _recorded(self, target: Target, owner: Any) -> bool:
+        """Whether this patcher put a guard for ``target`` on ``owner``."""
+        return any(r.target is target and r.owner is owner for r in self._records)
+
+    def _switch_on(self, g: Any) -> None:
+        g.enabled, g.allow_row_stride = True, self.allow_row_stride
+
     def _revive(self, r: Record) -> None:
         """Switch a recorded guard back on; put it back where uninstall restored the original."""
         g = guard_of(r.fn)
-        g.enabled, g.allow_row_stride = True, self.allow_row_stride
+        self._switch_on(g)
         if vars(r.owner).get(r.attr) is g.original:
             setattr(r.owner, r.attr, r.fn)
             if isinstance(r.owner, type):
@@ -173,10 +179,10 @@ class Patcher:
         st.present = True
         fn, g = find_guard(current)
         if g is not None:  # ours already, maybe beneath another wrapper: installing twice wraps once
-            g.enabled, g.allow_row_stride = True, self.allow_row_stride
+            self._switch_on(g)
             st.selected = st.aiter_branch = True
             return
-        if any(r.target is target and r.owner is owner for r in self._records):
+        if self._recorded(target, owner):
             return  # ours was here and something else replaced it: theirs is not ours to wrap
         st.selected = all(bool(getattr(module, flag, False)) for flag in target.selected_by)
         st.aiter_branch = has_aiter_branch(target, current)

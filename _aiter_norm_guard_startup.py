@@ -21,9 +21,9 @@ def _enter(source):
     global entering
     entering = source
     try:
-        import aiter_norm_guard.api
+        import aiter_norm_guard.bootstrap.api
 
-        return aiter_norm_guard.api.activate(source)  # records the source if the package was already imported
+        return aiter_norm_guard.bootstrap.api.activate(source)  # records the source if the package was already imported
     except Exception:  # an entry point must never stop the host
         return False
     finally:

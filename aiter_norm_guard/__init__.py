@@ -7,7 +7,7 @@ every aiter norm entry they have is replaced by a guarded function (see ``target
 
 import sys as _sys
 
-from aiter_norm_guard.api import activate, install, status, uninstall
+from aiter_norm_guard.bootstrap.api import activate, install, status, uninstall
 
 __version__ = "0.2.0"
 __all__ = ["__version__", "install", "status", "uninstall"]

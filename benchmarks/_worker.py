@@ -72,9 +72,9 @@ def overhead(release: str) -> dict[str, Any]:
     import sglang.srt.layers.layernorm as ln
 
     from aiter_norm_guard import targets
-    from aiter_norm_guard.cases import GEMMA, LAYER, make_module
-    from aiter_norm_guard.guard import make_guarded
-    from aiter_norm_guard.patcher import has_aiter_branch
+    from aiter_norm_guard.cli.cases import GEMMA, LAYER, make_module
+    from aiter_norm_guard.patching.guard import make_guarded
+    from aiter_norm_guard.patching.patcher import has_aiter_branch
 
     x = torch.randn(8, 4096, dtype=BF)
     res = torch.randn(8, 4096, dtype=BF)
@@ -114,7 +114,7 @@ def quant_variants(x: torch.Tensor, res: torch.Tensor) -> dict[str, tuple[Any, t
     import stubs
 
     from aiter_norm_guard import targets
-    from aiter_norm_guard.guard import make_guarded
+    from aiter_norm_guard.patching.guard import make_guarded
 
     stubs.install()
     stubs.platform_shims()
@@ -165,7 +165,7 @@ def copies() -> dict[str, Any]:
     import sglang.srt.layers.layernorm as ln
 
     from aiter_norm_guard import targets
-    from aiter_norm_guard.guard import make_guarded
+    from aiter_norm_guard.patching.guard import make_guarded
     from aiter_norm_guard_emulation.counting import CopyCounter
 
     qkv = torch.randn(64, 6144, dtype=BF)

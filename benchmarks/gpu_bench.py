@@ -29,8 +29,8 @@ os.environ["AITER_NORM_GUARD"] = "0"  # the guard is built by hand around what i
 from _worker import compiled  # noqa: E402
 from rocm_on_cuda import load  # noqa: E402
 
-from aiter_norm_guard.cases import make_module  # noqa: E402
-from aiter_norm_guard.guard import make_guarded  # noqa: E402
+from aiter_norm_guard.cli.cases import make_module  # noqa: E402
+from aiter_norm_guard.patching.guard import make_guarded  # noqa: E402
 from aiter_norm_guard.targets import RMSNORM  # noqa: E402
 from cuda_graphs import capture  # noqa: E402
 

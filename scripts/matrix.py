@@ -57,7 +57,7 @@ ENTRY_OF_TEST = {  # tests without an entry among their parameters
 def entry_of(module: str, test: str, params: str) -> str:
     """The guarded entry a test case is about: from its parameters, its name or its file.
 
-    Case names say their entry (``aiter_norm_guard.cases``: ``gemma_*``, ``layernorm_*``, else RMSNorm)."""
+    Case names say their entry (``aiter_norm_guard.cli.cases``: ``gemma_*``, ``layernorm_*``, else RMSNorm)."""
     for part in params.split("-"):
         if part.endswith(("forward_aiter", "forward_hip")):
             return part

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 import aiter_norm_guard
-from aiter_norm_guard.cases import make_module
-from aiter_norm_guard.guard import original_of
+from aiter_norm_guard.cli.cases import make_module
+from aiter_norm_guard.patching.guard import original_of
 from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aiter_norm_guard.startup import startup_file
+from aiter_norm_guard.bootstrap.startup import startup_file
 
 pytestmark = pytest.mark.skipif(startup_file() is None, reason="start-up file not installed (install the wheel)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from aiter_norm_guard.cases import BY_NAME, CASES, GEMMA, LAYER, describe, qkv_views
+from aiter_norm_guard.cli.cases import BY_NAME, CASES, GEMMA, LAYER, describe, qkv_views
 
 
 def test_case_names_say_their_entry() -> None:

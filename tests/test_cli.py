@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from aiter_norm_guard import selftest
-from aiter_norm_guard.startup import startup_file
+from aiter_norm_guard.bootstrap.startup import startup_file
+from aiter_norm_guard.cli import selftest
 from aiter_norm_guard.targets import TARGETS
 from conftest import REPO
 
@@ -211,7 +211,7 @@ def test_doctor_reads_sglang_plugins_as_sglang_does(plugins: str) -> None:
 
 
 def test_release_numbers_ignore_pre_and_post_release_tags() -> None:
-    from aiter_norm_guard.doctor import version_tuple
+    from aiter_norm_guard.cli.doctor import version_tuple
 
     assert version_tuple("0.5.3rc0") == (0, 5, 3) and version_tuple("0.5.10.post1") == (0, 5, 10)
     assert version_tuple("0.5.10rc1") == (0, 5, 10) and version_tuple(None) == (0,)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from aiter_norm_guard import codegen
-from aiter_norm_guard.guard import Guard, guard_of, original_of
+from aiter_norm_guard.patching import codegen
+from aiter_norm_guard.patching.guard import Guard, guard_of, original_of
 from aiter_norm_guard.targets import Contract, Target
 
 SENTINEL = object()

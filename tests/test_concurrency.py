@@ -12,7 +12,7 @@ import json, random, threading, torch
 from aiter_norm_guard_emulation import EmulatedRocm
 EmulatedRocm().activate()
 import aiter_norm_guard
-from aiter_norm_guard.guard import original_of
+from aiter_norm_guard.patching.guard import original_of
 
 errors = []
 barrier = threading.Barrier(12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aiter_norm_guard.cases import qkv_views
+from aiter_norm_guard.cli.cases import qkv_views
 from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, KernelCrash, MemoryAccessFault
 
 BF = torch.bfloat16

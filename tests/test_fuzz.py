@@ -29,7 +29,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiter_norm_guard.cases import GEMMA, LAYER, RMS, make_module
+from aiter_norm_guard.cli.cases import GEMMA, LAYER, RMS, make_module
 from conftest import REPO, original_entry, require_entry, sglang_version
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))

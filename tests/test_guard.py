@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import torch
 
-from aiter_norm_guard import source_scan
-from aiter_norm_guard.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, CaseInputs, make_module
-from aiter_norm_guard.selftest import tolerance
+from aiter_norm_guard.cli.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, CaseInputs, make_module
+from aiter_norm_guard.cli.selftest import tolerance
 from aiter_norm_guard.targets import BY_NAME as TARGETS
+from aiter_norm_guard.targets import source_scan
 from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
 from aiter_norm_guard_emulation.counting import CopyCounter
 from conftest import entry_fn, original_entry, require_entry, sglang_version

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from aiter_norm_guard import guard as guard_module
-from aiter_norm_guard import hooks
+from aiter_norm_guard.patching import guard as guard_module
+from aiter_norm_guard.patching import hooks
 from aiter_norm_guard_emulation import AiterKernelDouble, MemoryAccessFault
 from conftest import make_norm, original_forward
 

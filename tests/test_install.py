@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import aiter_norm_guard
-from aiter_norm_guard.startup import PTH_NAME, START_NAME, startup_file
+from aiter_norm_guard.bootstrap.startup import PTH_NAME, START_NAME, startup_file
 
 
 @pytest.mark.skipif(os.environ.get("AITER_NORM_GUARD_EXPECT_WHEEL") != "1", reason="not run from the built wheel")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from aiter_norm_guard import layout
-from aiter_norm_guard.layout import as_rows, is_row_strided, plan, refusal, weight_refusal
+from aiter_norm_guard.contracts import layout
+from aiter_norm_guard.contracts.layout import as_rows, is_row_strided, plan, refusal, weight_refusal
 
 BF = torch.bfloat16
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import aiter_norm_guard
-from aiter_norm_guard.guard import guard_of, original_of
-from aiter_norm_guard.patcher import Patcher
+from aiter_norm_guard.patching.guard import guard_of, original_of
+from aiter_norm_guard.patching.patcher import Patcher
 from aiter_norm_guard.targets import RMSNORM, Contract
 from conftest import guarded_entries, make_norm, original_forward, run_python
 
@@ -306,8 +306,8 @@ def test_a_plain_replacement_over_the_guard_is_reported_and_the_guard_comes_back
 
 
 def test_install_uninstall_cycles_build_one_guard_per_target(rmsnorm: Any, guarded: None) -> None:
-    from aiter_norm_guard import registry
-    from aiter_norm_guard.patcher import PATCHER
+    from aiter_norm_guard.patching import registry
+    from aiter_norm_guard.patching.patcher import PATCHER
 
     before = (len(registry._GUARDS), len(PATCHER._records))
     fn = rmsnorm.__dict__["forward_aiter"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aiter_norm_guard import settings
+from aiter_norm_guard.bootstrap import settings
 from conftest import run_python
 
 

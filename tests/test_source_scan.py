@@ -7,8 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from aiter_norm_guard import source_scan
-from aiter_norm_guard.targets import TARGETS
+from aiter_norm_guard.targets import TARGETS, source_scan
 from conftest import sglang_version
 
 GEMMA_0_5_10 = '''

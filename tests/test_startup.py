@@ -21,7 +21,7 @@ import procs_helper
 import pytest
 
 import aiter_norm_guard
-from aiter_norm_guard.startup import startup_file
+from aiter_norm_guard.bootstrap.startup import startup_file
 from conftest import REPO, run_python, sglang_version
 
 pytestmark = pytest.mark.skipif(startup_file() is None, reason="start-up file not installed (install the wheel)")
@@ -183,7 +183,8 @@ from sglang.srt.plugins import load_plugins
 load_plugins()
 guard = sys.modules.get("aiter_norm_guard")
 import sglang.srt.layers.layernorm as ln
-patched = guard is not None and sys.modules["aiter_norm_guard.registry"].guard_of(ln.RMSNorm.forward_aiter) is not None
+registry = sys.modules.get("aiter_norm_guard.patching.registry")
+patched = guard is not None and registry.guard_of(ln.RMSNorm.forward_aiter) is not None
 print(json.dumps({"sources": guard.status()["sources"] if guard else [], "patched": patched}))
 """
 

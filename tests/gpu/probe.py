@@ -16,7 +16,7 @@ import torch
 from rocm_on_cuda import load
 
 import aiter_norm_guard
-from aiter_norm_guard.cases import BY_NAME, make_module
+from aiter_norm_guard.cli.cases import BY_NAME, make_module
 
 
 def main(mode: str, names: list[str]) -> None:

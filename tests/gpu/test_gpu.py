@@ -25,9 +25,9 @@ if not torch.cuda.is_available():
 from rocm_on_cuda import load  # noqa: E402
 
 import aiter_norm_guard  # noqa: E402  (installs the guard before sglang imports)
-from aiter_norm_guard.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, make_module  # noqa: E402
-from aiter_norm_guard.guard import original_of  # noqa: E402
-from aiter_norm_guard.selftest import tolerance  # noqa: E402
+from aiter_norm_guard.cli.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, make_module  # noqa: E402
+from aiter_norm_guard.cli.selftest import tolerance  # noqa: E402
+from aiter_norm_guard.patching.guard import original_of  # noqa: E402
 from cuda_graphs import capture  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -119,8 +119,7 @@ def test_memcheck_finds_out_of_bounds_reads_unguarded_and_none_guarded() -> None
 
 
 def upstream_checks() -> list[str]:
-    from aiter_norm_guard import source_scan
-    from aiter_norm_guard.targets import RMSNORM
+    from aiter_norm_guard.targets import RMSNORM, source_scan
 
     tree = source_scan.parse(Path(LN.__file__).read_text(encoding="utf-8"))
     return list(source_scan.entry_report(tree, RMSNORM.attribute, RMSNORM.aiter_calls)["checks"])

@@ -55,7 +55,7 @@ def attempt(fn: Any, *args: Any) -> Any:
 
 
 def main() -> None:
-    from aiter_norm_guard.guard import original_of
+    from aiter_norm_guard.patching.guard import original_of
 
     module = load()
     guarded = module._fused_rmsnorm_fp8_per_token_quant

@@ -7,9 +7,9 @@ import sys
 import threading
 from typing import Any
 
-from aiter_norm_guard import settings, startup
 from aiter_norm_guard._log import log_once
-from aiter_norm_guard.patcher import PATCHER
+from aiter_norm_guard.bootstrap import settings, startup
+from aiter_norm_guard.patching.patcher import PATCHER
 
 #: How the guard got into this process, in order: import, env-bootstrap, sglang-plugin, api, cli.
 SOURCES: list[str] = []

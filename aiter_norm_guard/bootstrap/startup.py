@@ -13,7 +13,7 @@ import os
 import site
 import sys
 
-from aiter_norm_guard import settings
+from aiter_norm_guard.bootstrap import settings
 
 PTH_NAME = "aiter_norm_guard.pth"
 START_NAME = "aiter_norm_guard.start"

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aiter_norm_guard import settings, source_scan, startup
-from aiter_norm_guard.api import sglang_info
-from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target
+from aiter_norm_guard.bootstrap import settings, startup
+from aiter_norm_guard.bootstrap.api import sglang_info
+from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target, source_scan
 
 PLUGIN_GROUP = "sglang.srt.plugins"
 PLUGIN_NAME = "aiter_norm_guard"

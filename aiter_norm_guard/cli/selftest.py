@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from aiter_norm_guard.cases import BY_NAME, CASES, Case, CaseInputs, describe, make_module
+from aiter_norm_guard.cli.cases import BY_NAME, CASES, Case, CaseInputs, describe, make_module
 
 FAULT_EXIT = 3
 
@@ -77,7 +77,7 @@ def _unguarded(original: Any, norm: Any, inp: CaseInputs, want: Any, tol: float 
 
 def _unguarded_isolated(name: str, tokens: int, emulated: bool) -> tuple[str, str]:
     """Run one unguarded case in a child interpreter; a crash there is reported as a fault."""
-    code = f"from aiter_norm_guard.selftest import child_main; child_main({name!r}, {tokens}, {emulated!r})"
+    code = f"from aiter_norm_guard.cli.selftest import child_main; child_main({name!r}, {tokens}, {emulated!r})"
     env = {**os.environ, "AITER_NORM_GUARD": "0"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode == 0 and proc.stdout.strip():
@@ -88,7 +88,7 @@ def _unguarded_isolated(name: str, tokens: int, emulated: bool) -> tuple[str, st
 
 
 def _original(layernorm: Any, case: Case) -> Any:
-    from aiter_norm_guard.guard import original_of
+    from aiter_norm_guard.patching.guard import original_of
 
     cls, attr = case.entry.split(".")
     fn = getattr(getattr(layernorm, cls), attr)
@@ -119,7 +119,7 @@ def run(
     tokens: int = 2048, emulated: bool | None = None, isolate: bool | None = None, cases: list[str] | None = None
 ) -> dict[str, Any]:
     """Run the cases (all by default) unguarded and guarded; return the report (see ``format_table``)."""
-    from aiter_norm_guard import settings
+    from aiter_norm_guard.bootstrap import settings
 
     unknown = sorted(set(cases or ()) - set(BY_NAME))
     if unknown:

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _selftest(args: argparse.Namespace) -> int:
-    from aiter_norm_guard import selftest
+    from aiter_norm_guard.cli import selftest
 
     def fail(message: str) -> int:
         if args.json:
@@ -69,12 +69,12 @@ def _selftest(args: argparse.Namespace) -> int:
 
 def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "run":
-        from aiter_norm_guard.launcher import run
+        from aiter_norm_guard.cli.launcher import run
 
         return run(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "doctor":
-        from aiter_norm_guard import doctor
+        from aiter_norm_guard.cli import doctor
 
         d = doctor.diagnose()
         _emit(d, args.json, doctor.format_table(d))

@@ -8,9 +8,8 @@ import textwrap
 import types
 from typing import Any
 
-from aiter_norm_guard import source_scan
-from aiter_norm_guard.registry import guard_of
-from aiter_norm_guard.targets import Target
+from aiter_norm_guard.patching.registry import guard_of
+from aiter_norm_guard.targets import Target, source_scan
 
 
 def resolve(module: types.ModuleType, dotted: str) -> tuple[Any, str, Any]:

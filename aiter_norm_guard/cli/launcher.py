@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from aiter_norm_guard.settings import ENABLE_VAR
-from aiter_norm_guard.startup import startup_file
+from aiter_norm_guard.bootstrap.settings import ENABLE_VAR
+from aiter_norm_guard.bootstrap.startup import startup_file
 
 USAGE = "usage: aiter-norm-guard run -- COMMAND [ARGS...]  (COMMAND runs with AITER_NORM_GUARD=1)"
 

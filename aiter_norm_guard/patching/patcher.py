@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from aiter_norm_guard import hooks, instances, reload_hook
 from aiter_norm_guard._log import log_once
-from aiter_norm_guard.locate import describe, find_guard, has_aiter_branch, resolve
-from aiter_norm_guard.registry import guard_of
+from aiter_norm_guard.patching import hooks, instances, reload_hook
+from aiter_norm_guard.patching.locate import describe, find_guard, has_aiter_branch, resolve
+from aiter_norm_guard.patching.registry import guard_of
 from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target
 
 Forward = Callable[..., Any]
@@ -189,7 +189,7 @@ class Patcher:
         if not (st.selected and st.aiter_branch):
             return
         try:
-            from aiter_norm_guard.guard import make_guarded  # torch: only once a target's module is imported
+            from aiter_norm_guard.patching.guard import make_guarded  # torch: only once a target's module is imported
 
             fn = make_guarded(current, target, allow_row_stride=self.allow_row_stride)
             setattr(owner, attr, fn)

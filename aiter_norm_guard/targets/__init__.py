@@ -4,7 +4,7 @@ A :class:`Target` names a function by dotted path (``module`` + ``attribute``), 
 contract it must meet (:class:`Contract`, in the entry's own parameter names), what runs
 instead when no layout can meet it (``fallback``), and how to tell that the release has the
 entry's aiter branch and selected it.  Nothing here imports torch or sglang; the guarded
-functions are built from these declarations by :mod:`aiter_norm_guard.guard`.
+functions are built from these declarations by :mod:`aiter_norm_guard.patching.guard`.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ LAYER_NORM = Target(
 )
 
 _QUANT_CONTRACT = Contract(x="hidden_states", like_x=("residual",), weights=("weight",), keep_rank=True)
-_QUANT_FALLBACK = "aiter_norm_guard.fallbacks:fp8_per_token_quant"
+_QUANT_FALLBACK = "aiter_norm_guard.targets.fallbacks:fp8_per_token_quant"
 
 COMMUNICATOR_QUANT = Target(
     name="communicator._fused_rmsnorm_fp8_per_token_quant",

@@ -2,9 +2,9 @@
 
 The result is a plain function with the original's exact signature (``torch.compile``
 traces through it, and it costs less per call than a wrapper object).  Its fast path
-(:mod:`aiter_norm_guard.codegen`) calls the original at once when every tensor already meets
+(:mod:`aiter_norm_guard.patching.codegen`) calls the original at once when every tensor already meets
 the kernel contract; everything else goes to :meth:`Guard.slow`, which canonicalizes with
-:mod:`aiter_norm_guard.layout`, routes to the entry's fallback, or passes the call through
+:mod:`aiter_norm_guard.contracts.layout`, routes to the entry's fallback, or passes the call through
 untouched.  Only the guard's own failures fall back to the original call (each distinct one
 logged once); exceptions of the original or the fallback reach the caller unchanged.
 """
@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-from aiter_norm_guard import codegen, layout
 from aiter_norm_guard._log import log_once
-from aiter_norm_guard.registry import guard_of, original_of, register
+from aiter_norm_guard.contracts import layout
+from aiter_norm_guard.patching import codegen
+from aiter_norm_guard.patching.registry import guard_of, original_of, register
 from aiter_norm_guard.targets import Target
 
 Tensor = torch.Tensor

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiter_norm_guard._log import log_once
 from aiter_norm_guard.bootstrap import settings, startup
+from aiter_norm_guard.patching import interventions
 from aiter_norm_guard.patching.patcher import PATCHER
 
 #: How the guard got into this process, in order: import, env-bootstrap, sglang-plugin, api, cli.
@@ -94,7 +95,11 @@ def sglang_info() -> dict[str, Any]:
 
 
 def status() -> dict[str, Any]:
-    """A JSON-serializable report of the guard in this process."""
+    """A JSON-serializable report of the guard in this process.
+
+    ``interventions``: how often the guard changed a call in this process, per entry and reason
+    (also ``aiter_norm_guard_interventions_total`` on sglang's ``/metrics`` with ``--enable-metrics``).
+    """
     flag = _last_flag[0] if _last_flag else settings.enabled()
     targets = PATCHER.report()
     return {
@@ -109,4 +114,5 @@ def status() -> dict[str, Any]:
         "layernorm_imported": "sglang.srt.layers.layernorm" in sys.modules,
         "targets": targets,
         "children": startup.children_inherit(),
+        "interventions": interventions.snapshot(),
     }

@@ -1,0 +1,15 @@
+"""Child-process bodies for the interventions tests (spawned); importing this imports no guard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def record_and_report(times: int, entry: str, queue: Any) -> None:
+    """Record ``times`` interventions on ``entry`` in this process; put this process's snapshot."""
+    from aiter_norm_guard.patching import interventions
+
+    for _ in range(times):
+        interventions.record(entry, "zero rows")
+    interventions.record(entry, "layout copy")
+    queue.put(interventions.snapshot())

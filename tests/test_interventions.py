@@ -1,0 +1,156 @@
+"""Interventions: counted per process and (entry, reason), logged once, exported to Prometheus
+in multiprocess mode (as sglang's ``--enable-metrics`` sets it up) and never a failure."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import interventions_child
+import pytest
+
+import aiter_norm_guard
+from aiter_norm_guard.patching import interventions
+from conftest import run_python
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> None:
+    interventions.reset()
+
+
+def test_counts_per_entry_and_reason_in_this_process() -> None:
+    interventions.record("RMSNorm.forward_aiter", "zero rows")
+    interventions.record("RMSNorm.forward_aiter", "zero rows")
+    interventions.record("RMSNorm.forward_aiter", "layout copy")
+    interventions.record("LayerNorm.forward_hip", "zero rows")
+    assert interventions.snapshot() == [
+        {"entry": "LayerNorm.forward_hip", "reason": "zero rows", "count": 1},
+        {"entry": "RMSNorm.forward_aiter", "reason": "layout copy", "count": 1},
+        {"entry": "RMSNorm.forward_aiter", "reason": "zero rows", "count": 2},
+    ]
+    assert aiter_norm_guard.status()["interventions"] == interventions.snapshot()
+
+
+def test_logged_once_per_entry_and_reason(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="aiter_norm_guard"):
+        for reason in ("view", "view", "weight dtype", "view"):
+            interventions.record("Probe.log_once", reason)
+    lines = [r.getMessage() for r in caplog.records if "Probe.log_once" in r.getMessage()]
+    assert lines == [
+        "aiter_norm_guard: Probe.log_once: view (first time in this process; status()['interventions'] counts them)",
+        "aiter_norm_guard: Probe.log_once: weight dtype (first time in this process; "
+        "status()['interventions'] counts them)",
+    ]
+
+
+def test_never_raises() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    interventions.record(Unprintable(), "x")  # type: ignore[arg-type]
+    interventions.record("E", Unprintable())  # type: ignore[arg-type]
+    assert interventions.snapshot() == []
+
+
+def test_threads_lose_no_count() -> None:
+    def work() -> None:
+        for _ in range(2000):
+            interventions.record("RMSNorm.forward_aiter", "host tensor")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert interventions.snapshot() == [{"entry": "RMSNorm.forward_aiter", "reason": "host tensor", "count": 16000}]
+
+
+def _spawn(jobs: list[tuple[int, str]], env: dict[str, str] | None = None) -> list[list[dict[str, Any]]]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:  # spawn children take the environment as it is at start()
+        procs = [ctx.Process(target=interventions_child.record_and_report, args=(n, e, queue)) for n, e in jobs]
+        for p in procs:
+            p.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    out = [queue.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return out
+
+
+def test_each_spawned_process_counts_its_own() -> None:
+    interventions.record("Parent.entry", "zero rows")
+    snaps = _spawn([(3, "Child.a"), (5, "Child.b")])
+    got = sorted((s[1]["entry"], s[1]["count"]) for s in snaps)  # each: its layout copy, then its zero rows
+    assert got == [("Child.a", 3), ("Child.b", 5)]
+    assert all(len(s) == 2 and s[0]["count"] == 1 for s in snaps)  # no parent count, no sibling's
+    assert interventions.snapshot() == [{"entry": "Parent.entry", "reason": "zero rows", "count": 1}]
+
+
+def test_prometheus_multiprocess_collector_sums_the_processes(tmp_path: Path) -> None:
+    """As sglang's /metrics: a MultiProcessCollector over PROMETHEUS_MULTIPROC_DIR, children spawned."""
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    _spawn([(2, "RMSNorm.forward_aiter"), (3, "RMSNorm.forward_aiter"), (4, "LayerNorm.forward_hip")],
+           {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})  # fmt: skip
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+    text = generate_latest(registry).decode()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("aiter_norm_guard_interventions_total{")}  # fmt: skip
+    assert samples == {
+        'aiter_norm_guard_interventions_total{entry="LayerNorm.forward_hip",reason="layout copy"}': 1.0,
+        'aiter_norm_guard_interventions_total{entry="LayerNorm.forward_hip",reason="zero rows"}': 4.0,
+        'aiter_norm_guard_interventions_total{entry="RMSNorm.forward_aiter",reason="layout copy"}': 2.0,
+        'aiter_norm_guard_interventions_total{entry="RMSNorm.forward_aiter",reason="zero rows"}': 5.0,
+    }
+
+
+COUNT_THEN_SAY = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+{before}
+from aiter_norm_guard.patching import interventions
+interventions.record("RMSNorm.forward_aiter", "zero rows")
+interventions.record("RMSNorm.forward_aiter", "zero rows")
+print(interventions.snapshot()[0]["count"], "prometheus_client" in sys.modules)
+"""
+
+
+def test_no_multiproc_dir_imports_no_prometheus_client() -> None:
+    proc = run_python(COUNT_THEN_SAY.format(before=""))
+    assert proc.returncode == 0 and proc.stdout.split() == ["2", "False"], proc.stderr
+    assert "not exported" not in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["missing", "imported too early"])
+def test_prometheus_trouble_is_one_line_and_counting_goes_on(how: str, tmp_path: Path) -> None:
+    if how == "missing":
+        shim = tmp_path / "shim" / "prometheus_client"
+        shim.mkdir(parents=True)
+        (shim / "__init__.py").write_text("raise ImportError('prometheus_client hidden by a test shim')\n")
+        before = f"sys.path.insert(0, {str(shim.parent)!r})"
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    else:
+        pytest.importorskip("prometheus_client")
+        before = f"import os, prometheus_client; os.environ['PROMETHEUS_MULTIPROC_DIR'] = {str(tmp_path)!r}"
+        env = {}
+    proc = run_python(COUNT_THEN_SAY.format(before=before), env=env)
+    assert proc.returncode == 0 and proc.stdout.split()[0] == "2", proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if "not exported to Prometheus" in ln]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING"), proc.stderr
+    assert ("hidden by a test shim" if how == "missing" else "multiprocess mode") in warnings[0]

@@ -1,20 +1,59 @@
 """Command line: ``aiter-norm-guard {doctor,selftest,run,status}`` (also ``python -m aiter_norm_guard``).
 
-Exit codes: 0 ok, 1 not protected / failed, 2 usage error; ``run`` exits with its command's
-status.  A closed pipe (``doctor | head``) ends the command quietly.
+Exit codes (2 is a usage error everywhere; ``run`` exits with its command's status):
+
+- ``doctor``: 1 when an entry is exposed (present, with an aiter branch) and some way of
+  starting sglang (launch_server, serve, Engine, bench_one_batch, ...) would run it unguarded,
+  whatever the reason (AITER_NORM_GUARD=0, wrapt missing, no start-up file, a way that does not
+  load sglang's plugins), which the verdict says; 1 when it cannot tell; 0 when every way is
+  protected or there is nothing to guard.
+- ``selftest``: 0 when every case that applies here passes, or none applies; 1 when a case
+  fails or the guard cannot install.
+
+--json output is strict JSON (no NaN: a missing number is null).  A closed pipe
+(``doctor | head``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any
 
+DOCTOR_EXIT = (
+    "Exit status: 1 when an entry is exposed (present, with an aiter branch) and some way of starting sglang "
+    "would run it unguarded, whatever the reason (AITER_NORM_GUARD=0, wrapt missing, no start-up file, a way "
+    "that does not load sglang's plugins), which the verdict says; 1 when it cannot tell; 0 when every way "
+    "is protected or there is nothing to guard."
+)
+
+
+def strict(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
 
 def _emit(data: dict[str, Any], as_json: bool, table: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if as_json else table)
+    print(json.dumps(strict(data), indent=2, default=str, allow_nan=False) if as_json else table)
+
+
+def _status_table(s: dict[str, Any]) -> str:
+    lines = [f"{k}: {v}" for k, v in s.items() if k != "interventions"]
+    counts = ", ".join(f"{i['entry']}: {i['reason']} x{i['count']}" for i in s.get("interventions", []))
+    lines.append(
+        f"interventions: {counts or 'none in this process'} (counted per process, where the guard changed a call; "
+        "sglang's model processes: aiter_norm_guard_interventions_total on its /metrics with --enable-metrics)"
+    )
+    return "\n".join(lines)
 
 
 def _positive(text: str) -> int:
@@ -25,9 +64,14 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aiter-norm-guard", description=__doc__)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="aiter-norm-guard", description=__doc__, formatter_class=raw)
     sub = parser.add_subparsers(dest="command", required=True)
-    doc = sub.add_parser("doctor", help="say whether this environment is protected, entry by entry")
+    doc = sub.add_parser(
+        "doctor",
+        help="say whether this environment is protected, entry by entry and per way of starting sglang",
+        description=DOCTOR_EXIT,
+    )
     doc.add_argument("--json", action="store_true")
     st = sub.add_parser("selftest", help="prove the fix on this machine's device")
     st.add_argument("--json", action="store_true")
@@ -84,7 +128,7 @@ def _dispatch(argv: list[str]) -> int:
     import aiter_norm_guard
 
     s = aiter_norm_guard.status()
-    _emit(s, args.json, "\n".join(f"{k}: {v}" for k, v in s.items()))
+    _emit(s, args.json, _status_table(s))
     return 0
 
 

@@ -30,17 +30,22 @@ def _pairs(got: Any, want: Any) -> list[tuple[Any, Any]]:
     return list(zip(got, want, strict=False)) if isinstance(want, tuple) else [(got, want)]
 
 
-def _max_err(got: Any, want: Any) -> float:
+def _max_err(got: Any, want: Any) -> float | None:
+    """The largest absolute difference; None where there is no number (other shape, NaN or inf)."""
     err = 0.0
     for g, w in _pairs(got, want):
         if g.shape != w.shape:
-            return float("inf")
+            return None
         if g.numel():
             diff = (g.float() - w.float()).abs()
             if not bool(torch.isfinite(diff).all()):
-                return float("nan")  # garbage: NaN or inf where forward_native is finite
+                return None  # garbage: NaN or inf where forward_native is finite
             err = max(err, diff.max().item())
     return err
+
+
+def _err_text(err: float | None) -> str:
+    return "another shape, or NaN / inf where native is finite" if err is None else f"max abs error {err:.3g}"
 
 
 def _close(got: Any, want: Any, tol: float | None) -> bool:
@@ -72,7 +77,7 @@ def _unguarded(original: Any, norm: Any, inp: CaseInputs, want: Any, tol: float 
         return "fault", f"{type(exc).__name__}: {str(exc).splitlines()[0][:90] if str(exc) else ''}"
     if _close(got, want, tol):
         return "ok", ""
-    return "wrong", f"max abs error {_max_err(got, want):.3g}"
+    return "wrong", _err_text(_max_err(got, want))
 
 
 def _unguarded_isolated(name: str, tokens: int, emulated: bool) -> tuple[str, str]:
@@ -109,10 +114,15 @@ def child_main(name: str, tokens: int, emulated: bool = False) -> None:
     print(json.dumps(_unguarded(_original(ln, case), norm, inp, want, tolerance(case))))
 
 
-def _guarded_entries() -> set[str]:
-    import aiter_norm_guard
-
-    return {t["name"] for t in aiter_norm_guard.status()["targets"] if t["patched"]}
+def _not_applicable(case: Case, state: dict[str, Any] | None, version: str | None) -> str | None:
+    """Why ``case`` cannot run on this sglang (None: it can)."""
+    if state is None or not state.get("present"):
+        return f"{case.entry} is not in sglang {version}"
+    if not state.get("aiter_branch"):
+        return f"{case.entry} has no aiter branch in sglang {version}"
+    if not state.get("patched"):
+        return f"sglang did not select {case.entry}'s aiter path here"
+    return None
 
 
 def run(
@@ -134,7 +144,7 @@ def run(
         EmulatedRocm().activate()
     import aiter_norm_guard
 
-    aiter_norm_guard.install(force=True)
+    status = aiter_norm_guard.install(force=True)
     flag = settings.enabled()
     report: dict[str, Any] = {
         "mode": "emulated" if emulated else "rocm",
@@ -144,47 +154,69 @@ def run(
         "env_reason": flag.reason,
         "passed": False,
     }
+    if status.get("error"):  # e.g. wrapt missing: sglang imported from now on would stay unguarded
+        report["error"] = f"the guard cannot install in this interpreter: {status['error']}"
+        return report
     try:
         import sglang.srt.layers.layernorm as ln
     except Exception as exc:
         report["error"] = f"cannot import sglang's layernorm module: {exc!r}"
         return report
-    report["sglang"] = aiter_norm_guard.status()["sglang"]["version"]
-    guarded = _guarded_entries()
-    if not guarded:
+    status = aiter_norm_guard.status()
+    report["sglang"] = status["sglang"]["version"]
+    states = {t["name"]: t for t in status["targets"]}
+    failed = [f"{t['name']}: {t['error']}" for t in status["targets"] if t.get("error")]
+    if failed:
+        report["error"] = f"the guard could not patch {'; '.join(failed)}"
+        return report
+    if not any(t["patched"] for t in status["targets"]):
         report["not_applicable"] = "this sglang has no aiter norm entry selected here: nothing to guard, nothing run"
         return report
     device = torch.device("cpu" if emulated else "cuda")
+    skipped: list[dict[str, str]] = []
     for case in CASES:
-        if (cases and case.name not in cases) or case.entry not in guarded:
+        if cases and case.name not in cases:
             continue
-        original = _original(ln, case)
-        if case.uses_post and "post_residual_addition" not in original.__code__.co_varnames:
+        why = _not_applicable(case, states.get(case.entry), report["sglang"])
+        original = _original(ln, case) if why is None else None
+        if original is not None and case.uses_post and "post_residual_addition" not in original.__code__.co_varnames:
+            why = f"{case.entry} takes no post_residual_addition in sglang {report['sglang']}"
+        if why is not None:
+            skipped.append({"case": case.name, "entry": case.entry, "reason": why})
             continue
-        row: dict[str, Any] = {"case": case.name, "entry": case.entry, "description": case.description, "x": "-",
-                               "residual": "-"}  # fmt: skip
-        try:  # the installed sglang's own module and reference result
-            norm, inp = _build(ln, case, tokens, device)
-            want = norm.forward_native(*inp.args())
-        except Exception as exc:
-            row.update(unguarded="n/a", guarded="fail", max_abs_error=float("nan"),
-                       unguarded_detail=f"cannot build the case here: {type(exc).__name__}: {exc}")  # fmt: skip
-            report["cases"].append(row)
-            continue
-        tol = tolerance(case)
-        before, detail = (
-            _unguarded_isolated(case.name, tokens, emulated) if isolate else _unguarded(original, norm, inp, want, tol)
-        )
-        try:
-            got = getattr(norm, case.entry.split(".")[1])(*inp.args())
-            after, err = ("ok" if _close(got, want, tol) else "fail"), _max_err(got, want)
-        except Exception as exc:
-            after, err, detail = "fail", float("nan"), f"guarded raised {type(exc).__name__}: {exc}"
-        row.update(x=describe(inp.x), residual=describe(inp.residual), unguarded=before, unguarded_detail=detail,
-                   guarded=after, max_abs_error=err)  # fmt: skip
-        report["cases"].append(row)
+        report["cases"].append(_run_case(ln, case, original, tokens, device, emulated, isolate))
+    report["not_applicable_cases"] = skipped
+    report["requested"] = list(cases) if cases else None
+    if not report["cases"]:
+        report["not_applicable"] = "none of the requested cases applies to this sglang"
     report["passed"] = bool(report["cases"]) and all(c["guarded"] == "ok" for c in report["cases"])
     return report
+
+
+def _run_case(ln: Any, case: Case, original: Any, tokens: int, device: torch.device, emulated: bool,
+              isolate: bool) -> dict[str, Any]:  # fmt: skip
+    """One case, unguarded and guarded, as a report row."""
+    row: dict[str, Any] = {"case": case.name, "entry": case.entry, "description": case.description, "x": "-",
+                           "residual": "-"}  # fmt: skip
+    try:  # the installed sglang's own module and reference result
+        norm, inp = _build(ln, case, tokens, device)
+        want = norm.forward_native(*inp.args())
+    except Exception as exc:
+        row.update(unguarded="n/a", guarded="fail", max_abs_error=None,
+                   unguarded_detail=f"cannot build the case here: {type(exc).__name__}: {exc}")  # fmt: skip
+        return row
+    tol = tolerance(case)
+    before, detail = (
+        _unguarded_isolated(case.name, tokens, emulated) if isolate else _unguarded(original, norm, inp, want, tol)
+    )
+    try:
+        got = getattr(norm, case.entry.split(".")[1])(*inp.args())
+        after, err = ("ok" if _close(got, want, tol) else "fail"), _max_err(got, want)
+    except Exception as exc:
+        after, err, detail = "fail", None, f"guarded raised {type(exc).__name__}: {exc}"
+    row.update(x=describe(inp.x), residual=describe(inp.residual), unguarded=before, unguarded_detail=detail,
+               guarded=after, max_abs_error=err)  # fmt: skip
+    return row
 
 
 def format_table(report: dict[str, Any], colour: bool = False) -> str:
@@ -204,19 +236,26 @@ def format_table(report: dict[str, Any], colour: bool = False) -> str:
         )
     if "error" in report:
         return "\n".join([*lines, f"error: {report['error']}"])
-    if "not_applicable" in report:
-        return "\n".join([*lines, f"NOT APPLICABLE: {report['not_applicable']}"])
-    head = f"{'case':24} {'x shape / stride':34} {'unguarded':9} {'guarded':7} {'max abs err':>11}  note"
-    lines += [head, "-" * len(head)]
+    if report["cases"]:
+        head = f"{'case':24} {'x shape / stride':34} {'unguarded':9} {'guarded':7} {'max abs err':>11}  note"
+        lines += [head, "-" * len(head)]
     for c in report["cases"]:
+        err = "-" if c["max_abs_error"] is None else f"{c['max_abs_error']:.3g}"
         lines.append(
             f"{c['case']:24} {c['x']:34} {paint(c['unguarded']):9} {paint(c['guarded']):7} "
-            f"{c['max_abs_error']:11.3g}  {c['unguarded_detail'][:60]}"
+            f"{err:>11}  {c['unguarded_detail'][:60]}"
         )
+    skipped = report.get("not_applicable_cases") or []
+    if report.get("requested"):
+        lines += [f"{c['case']:24} n/a: {c['reason']}" for c in skipped]
+    elif skipped:
+        lines.append(f"not applicable here: {', '.join(c['case'] for c in skipped)}")
+    if "not_applicable" in report:
+        return "\n".join([*lines, f"NOT APPLICABLE: {report['not_applicable']}"])
     verdict = "PASS: every case matches forward_native with the guard" if report["passed"] else "FAIL"
     return "\n".join([*lines, verdict])
 
 
 def exit_code(report: dict[str, Any]) -> int:
-    """0 passed or nothing to guard (as ``doctor`` says), 1 otherwise."""
+    """0 passed, or nothing to run here (as ``doctor`` says); 1 a failure or an error."""
     return 0 if report.get("passed") or "not_applicable" in report else 1

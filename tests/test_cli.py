@@ -23,9 +23,9 @@ wheel = pytest.mark.skipif(startup_file() is None, reason="start-up file not ins
 def cli(*args: str, release: str | None = "0.5.10", **env: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
     full["PYTHONPATH"] = str(REPO / ".envs" / f"sglang-{release}") if release else ""
-    if "site-packages" not in str(REPO / "aiter_norm_guard") and startup_file() is None:
-        full["PYTHONPATH"] += os.pathsep + str(REPO)  # a source checkout
     full.update(env)
+    if startup_file() is None:  # a source checkout: the package from the repository
+        full["PYTHONPATH"] += os.pathsep + str(REPO)
     return subprocess.run(
         [sys.executable, "-P", "-W", "ignore", "-m", "aiter_norm_guard", *args],
         capture_output=True,
@@ -39,7 +39,8 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-DOCTOR_KEYS = {"verdict", "ok", "guard", "sglang", "targets", "aiter", "torch", "children"}
+DOCTOR_KEYS = {"verdict", "ok", "guard", "sglang", "targets", "ways", "links", "aiter", "torch", "children",
+               "interventions"}
 
 
 def target(d: dict[str, Any], name: str) -> dict[str, Any]:
@@ -62,12 +63,17 @@ def test_doctor_protected_by_env_and_start_up_file_lists_every_entry() -> None:
     assert target(d, "communicator._fused_rmsnorm_fp8_per_token_quant")["present"] is False
     assert d["children"]["inherit"] is True and d["aiter"]["importable"] is False
     assert d["aiter"]["routing"].startswith("unknown") and d["torch"]["version"]
+    assert {"launch_server", "Engine", "bench_one_batch"} <= {w["name"] for w in d["ways"]}
+    assert all(w["protected"] and w["route"] == "AITER_NORM_GUARD=1 and the start-up file" for w in d["ways"])
 
 
 @wheel
 def test_doctor_plugin_route_on_0_5_11_and_upstream_checks_from_source() -> None:
-    d = as_json(cli("doctor", "--json", release="0.5.11"))
-    assert d["verdict"].startswith("protected") and d["children"]["plugin_route"] is True
+    proc = cli("doctor", "--json", release="0.5.11")
+    d = as_json(proc)
+    assert proc.returncode == 1 and d["children"]["plugin_route"] is True  # bench_one_batch loads no plugin
+    assert d["verdict"].startswith("NOT protected for: bench_one_batch, use_ray, encoder_only")
+    assert "protected for: launch_server, serve, Engine" in d["verdict"] and "AITER_NORM_GUARD=1" in d["verdict"]
     assert target(d, "RMSNorm.forward_aiter")["checks"] == ["x rows", "x contiguous"]
     assert target(d, "LayerNorm.forward_hip")["aiter_branch"] is True
     assert target(d, "communicator._fused_rmsnorm_fp8_per_token_quant")["aiter_branch"] is True
@@ -88,18 +94,22 @@ def test_doctor_not_protected_says_what_to_do() -> None:
     assert proc.stdout.splitlines()[0].startswith("verdict")
 
 
-def test_doctor_disabled_is_not_an_error() -> None:
-    proc = cli("doctor", "--json", AITER_NORM_GUARD="off")
-    assert proc.returncode == 0 and as_json(proc)["verdict"].startswith("disabled")
-    assert as_json(proc)["guard"]["reason"] == "AITER_NORM_GUARD=off"
+@pytest.mark.parametrize("release", ["0.5.10", "0.5.11"])
+def test_doctor_disabled_with_exposed_entries_exits_1_and_says_why(release: str) -> None:
+    proc = cli("doctor", "--json", release=release, AITER_NORM_GUARD="off")
+    d = as_json(proc)
+    assert proc.returncode == 1 and d["ok"] is False and d["guard"]["reason"] == "AITER_NORM_GUARD=off"
+    assert d["verdict"].startswith("NOT protected: AITER_NORM_GUARD=off turns the guard off")
+    assert all(w["protected"] is False and "AITER_NORM_GUARD=off" in w["reason"] for w in d["ways"])
+    assert cli("doctor", "--json", release="0.4.6", AITER_NORM_GUARD="off").returncode == 0  # nothing to guard
 
 
 @pytest.mark.parametrize(
     ("release", "env", "code", "verdict"),
     [
-        (None, {"AITER_NORM_GUARD": "1"}, 1, "sglang not installed"),
-        (None, {}, 0, "sglang not installed"),
-        ("0.4.6", {"AITER_NORM_GUARD": "1"}, 1, "nothing to guard"),
+        (None, {"AITER_NORM_GUARD": "1"}, 0, "nothing to guard: sglang is not installed"),
+        (None, {}, 0, "nothing to guard: sglang is not installed"),
+        ("0.4.6", {"AITER_NORM_GUARD": "1"}, 0, "nothing to guard"),
         ("0.4.6", {}, 0, "nothing to guard"),
     ],
 )

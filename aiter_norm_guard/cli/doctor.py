@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from aiter_norm_guard.bootstrap import settings, startup
 from aiter_norm_guard.bootstrap.api import sglang_info
-from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target, source_scan
+from aiter_norm_guard.cli import protection
+from aiter_norm_guard.patching import interventions
+from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target, entrypoints, source_scan
 
-PLUGIN_GROUP = "sglang.srt.plugins"
-PLUGIN_NAME = "aiter_norm_guard"
 #: What the guard checks on every entry: (check, the upstream check that covers it, if any).
 GUARD_CHECKS = (
     ("x layout (rank, strides)", "x rows"),
@@ -104,14 +103,6 @@ def aiter_routing() -> dict[str, Any]:
     return {"importable": True, "version": version, "routing": routing}
 
 
-def _plugin() -> dict[str, Any]:
-    eps = [ep for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP) if ep.name == PLUGIN_NAME]
-    allowed_raw = os.environ.get("SGLANG_PLUGINS", "")
-    # as sglang's load_plugins_by_group: a non-empty value is the whole whitelist (even "," or " ")
-    allowed = not allowed_raw or PLUGIN_NAME in {p.strip() for p in allowed_raw.split(",") if p.strip()}
-    return {"visible": bool(eps), "allowed": bool(eps) and allowed, "SGLANG_PLUGINS": allowed_raw or None}
-
-
 def _torch() -> dict[str, Any]:
     try:
         import torch
@@ -127,25 +118,27 @@ def _torch() -> dict[str, Any]:
     return info
 
 
-def _verdict(flag: settings.Flag, sg: dict[str, Any], targets: list[dict[str, Any]], route: bool,
-             explicit_on: bool) -> tuple[str, bool]:  # fmt: skip
+def _verdict(sg: dict[str, Any], targets: list[dict[str, Any]], ways: list[dict[str, Any]],
+             ln: dict[str, Any]) -> tuple[str, bool]:  # fmt: skip
     unreadable = [t for t in targets if "error" in t]
     exposed = [t["name"] for t in targets if t.get("present") and t.get("aiter_branch")]
-    if not flag.value:
-        return "disabled (AITER_NORM_GUARD is off): sglang runs unguarded", True
     if not sg["installed"]:
-        return "sglang not installed", not explicit_on
+        return "nothing to guard: sglang is not installed in this interpreter", True
     if unreadable:
         return f"cannot tell: {unreadable[0]['error']}", False
     if not exposed:
-        return "nothing to guard (this sglang has no aiter norm entry)", not explicit_on
-    if route:
-        return f"protected: {', '.join(exposed)}", True
-    return (
-        "NOT protected: sglang's processes will not load the guard; set AITER_NORM_GUARD=1 for the server "
-        "(or run it with `aiter-norm-guard run -- ...`), with this package installed from its wheel",
-        False,
-    )
+        return "nothing to guard (this sglang has no aiter norm entry)", True
+    return protection.summary(exposed, ways, ln)
+
+
+def interventions_help() -> dict[str, Any]:
+    """How to read the guard's interventions (counted in the processes that run the model)."""
+    return {
+        "in_process": "aiter_norm_guard.status()['interventions'] (per entry and reason, in that process)",
+        "prometheus": f"{interventions.METRIC}_total{{entry,reason}} on sglang's /metrics with --enable-metrics "
+        "(summed over its processes; needs prometheus_client)",
+        "prometheus_client": protection._importable("prometheus_client"),
+    }
 
 
 def diagnose() -> dict[str, Any]:
@@ -159,19 +152,23 @@ def diagnose() -> dict[str, Any]:
     targets = [inspect_target(root, t) for t in TARGETS] if root is not None else []
     if sg["installed"] and root is None:
         targets = [{"name": "sglang", "error": "sglang is installed but its package directory cannot be found"}]
-    plugin = _plugin()
+    ln = protection.links(root)
+    ways = protection.per_way(entrypoints.scan(root) if root is not None else [], ln)
+    verdict, ok = _verdict(sg, targets, ways, ln)
     children = startup.children_inherit(raw, use_current=False)
-    plugin_route = plugin["allowed"] and version_tuple(sg["version"]) >= (0, 5, 11)
-    verdict, ok = _verdict(flag, sg, targets, bool(children["inherit"] or plugin_route), settings.is_on(raw))
+    plugin_route = protection.plugin_open(ln)
     return {
         "verdict": verdict,
         "ok": ok,
         "guard": {"enabled": flag.value, "reason": flag.reason, "row_strided": settings.row_strided().value},
         "sglang": sg,
         "targets": targets,
+        "ways": ways,
+        "links": ln,
         "aiter": aiter_routing(),
         "torch": _torch(),
-        "children": {**children, "sglang_plugin": plugin, "plugin_route": plugin_route},
+        "children": {**children, "sglang_plugin": ln["plugin"], "plugin_route": plugin_route},
+        "interventions": interventions_help(),
     }
 
 
@@ -186,9 +183,29 @@ def _target_line(t: dict[str, Any]) -> str:
     return f"EXPOSED; upstream checks: {upstream}; the guard adds: {', '.join(t['guard_adds'])}"
 
 
+def _way_line(w: dict[str, Any]) -> str:
+    if w["protected"]:
+        return f"protected ({w['route']})"
+    return f"{'cannot tell' if w['protected'] is None else 'NOT protected'}: {w['reason']}"
+
+
+def _link_rows(ln: dict[str, Any]) -> list[tuple[str, str]]:
+    wr, pl = ln["wrapt"], ln["plugin"]
+    loader = pl["loader"]
+    return [
+        ("wrapt", f"{wr['version']} (importable)" if wr["importable"] else f"NOT importable: {wr['error']}"),
+        ("start-up file", (ln["startup_file"] or "not installed (install the wheel)")
+         + ("" if ln["startup_module"] or not ln["startup_file"] else f"; {protection.STARTUP_MODULE} NOT importable")),
+        ("AITER_NORM_GUARD", ln["AITER_NORM_GUARD"] if ln["AITER_NORM_GUARD"] is not None else "unset"),
+        ("sglang plugin", ("visible" if pl["visible"] else "not visible")
+         + (", allowed" if pl["allowed"] else ", not allowed") + f" (SGLANG_PLUGINS={pl['SGLANG_PLUGINS']}); "
+         + (f"this sglang loads {loader.get('group')}" if loader.get("present") else "this sglang loads no plugins")),
+    ]  # fmt: skip
+
+
 def format_table(d: dict[str, Any]) -> str:
     """``diagnose()`` as aligned ``key  value`` lines."""
-    sg, ch, tr = d["sglang"], d["children"], d["torch"]
+    sg, tr, iv = d["sglang"], d["torch"], d["interventions"]
     rows = [
         ("verdict", d["verdict"]),
         ("guard", f"{'enabled' if d['guard']['enabled'] else 'disabled'} ({d['guard']['reason']})"),
@@ -199,15 +216,10 @@ def format_table(d: dict[str, Any]) -> str:
     rows += [
         ("aiter", f"{d['aiter']['version'] or 'version unknown'}; {d['aiter']['routing']}"),
         ("torch", f"{tr.get('version')} hip={tr.get('hip')} cuda={tr.get('cuda')} device={tr.get('device')}"),
-        ("children: start-up file", ch["startup_file"] or "not installed (install the wheel)"),
-        ("children: AITER_NORM_GUARD", ch["env"] if ch["env"] is not None else "unset"),
-        (
-            "children: sglang plugin",
-            ("visible" if ch["sglang_plugin"]["visible"] else "not visible")
-            + (", allowed" if ch["sglang_plugin"]["allowed"] else ", not allowed")
-            + f" (SGLANG_PLUGINS={ch['sglang_plugin']['SGLANG_PLUGINS']}; sglang >= 0.5.11 loads plugins)",
-        ),
-        ("children inherit", "yes" if ch["inherit"] or ch["plugin_route"] else "no"),
     ]
+    rows += _link_rows(d["links"])
+    rows += [(f"way: {w['name']}", _way_line(w)) for w in d["ways"]]
+    rows += [("interventions", f"{iv['in_process']}; {iv['prometheus']}"
+              + ("" if iv["prometheus_client"] else " (not installed here)"))]  # fmt: skip
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

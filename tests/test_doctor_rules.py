@@ -1,0 +1,139 @@
+"""doctor's one exit-code rule, every link it checks (wrapt, start-up file, switch, plugin entry
+point, SGLANG_PLUGINS) and its verdict per way of starting sglang; selftest when the guard cannot install."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_cli import as_json, cli
+
+from aiter_norm_guard.bootstrap.startup import startup_file
+from conftest import REPO
+
+EP = "[sglang.srt.plugins]\naiter_norm_guard = _aiter_norm_guard_startup:sglang_plugin\n"
+
+
+def plugin_site(tmp: Path) -> str:
+    """A directory whose dist-info makes the guard's sglang plugin visible, as the wheel does."""
+    dist = tmp / "ep" / "aiter_norm_guard_probe-0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: aiter-norm-guard-probe\nVersion: 0.0\n")
+    (dist / "entry_points.txt").write_text(EP)
+    return str(tmp / "ep")
+
+
+def overlay(release: str, *extra: str) -> str:
+    return os.pathsep.join([str(REPO / ".envs" / f"sglang-{release}"), *extra])
+
+
+def no_wrapt(tmp: Path) -> str:
+    shim = tmp / "nowrapt" / "wrapt"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('wrapt hidden by a test shim')\n")
+    return str(shim.parent)
+
+
+@pytest.mark.parametrize(
+    ("release", "first", "good", "bad"),
+    [
+        ("0.5.11", "NOT protected for: bench_one_batch, use_ray, encoder_only (its model processes do not load "
+                   "sglang's plugins)", "launch_server", "bench_one_batch"),
+        ("0.5.23", "NOT protected for: benchmark.one_batch, use_ray, encoder_only", "benchmark.offline_throughput",
+         "benchmark.one_batch"),
+    ],
+)  # fmt: skip
+def test_plugin_only_protection_is_qualified_per_way(release: str, first: str, good: str, bad: str,
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    proc = cli("doctor", "--json", release=None, PYTHONPATH=overlay(release, plugin_site(tmp_path)))
+    d = as_json(proc)
+    ways = {w["name"]: w for w in d["ways"]}
+    assert proc.returncode == 1 and d["ok"] is False and d["verdict"].startswith(first), d["verdict"]
+    assert "protected for: launch_server, serve, Engine" in d["verdict"]
+    assert d["verdict"].endswith("set AITER_NORM_GUARD=1 for sglang (or start it with `aiter-norm-guard run -- ...`)"
+                                 + ("" if startup_file() else ", with this package installed from its wheel "
+                                    "(the start-up file)"))  # fmt: skip
+    assert ways[good]["protected"] is True and ways[good]["route"].startswith("sglang's plugin loading")
+    assert ways[bad]["protected"] is False and ways[bad]["loads_plugins"] is False
+    table = cli("doctor", release=None, PYTHONPATH=overlay(release, plugin_site(tmp_path / "t"))).stdout
+    assert f"way: {bad}" in table and "NOT protected: its model processes do not load" in table
+
+
+@pytest.mark.skipif(startup_file() is None, reason="start-up file not installed (install the wheel)")
+def test_the_switch_and_the_start_up_file_protect_every_way_whatever_plugins_do(tmp_path: Path) -> None:
+    proc = cli("doctor", "--json", release="0.5.23", AITER_NORM_GUARD="1", SGLANG_PLUGINS="someone_else")
+    assert proc.returncode == 0 and all(w["protected"] for w in as_json(proc)["ways"])
+
+
+@pytest.mark.parametrize("switch", [None, "1"])
+def test_wrapt_missing_is_not_protected_with_the_reason(switch: str | None, tmp_path: Path) -> None:
+    env = {"PYTHONPATH": no_wrapt(tmp_path) + os.pathsep + overlay("0.5.11", plugin_site(tmp_path))}
+    if switch:
+        env["AITER_NORM_GUARD"] = switch
+    proc = cli("doctor", "--json", release=None, **env)
+    d = as_json(proc)
+    assert proc.returncode == 1 and d["links"]["wrapt"]["importable"] is False
+    assert d["verdict"].startswith("NOT protected: wrapt is not importable here (ImportError: wrapt hidden")
+    assert "pip install 'wrapt>=1.14'" in d["verdict"]
+    assert all(w["protected"] is False and "wrapt" in w["reason"] for w in d["ways"])
+    table = cli("doctor", release=None, **env).stdout
+    assert "NOT importable: ImportError: wrapt hidden by a test shim" in table
+
+
+def test_selftest_reports_a_guard_that_cannot_install(tmp_path: Path) -> None:
+    env = {"PYTHONPATH": no_wrapt(tmp_path) + os.pathsep + overlay("0.5.10"), "AITER_NORM_GUARD": "1"}
+    proc = cli("selftest", "--json", "--tokens", "16", release=None, **env)
+    report = as_json(proc)
+    assert proc.returncode == 1 and report["passed"] is False and "not_applicable" not in report
+    assert report["error"].startswith("the guard cannot install in this interpreter: wrapt is not importable")
+    table = cli("selftest", "--tokens", "16", release=None, **env)
+    assert table.returncode == 1 and "nothing to guard" not in table.stdout and "error: the guard" in table.stdout
+
+
+def _fake_sglang(tmp: Path, scheduler: str, ways: tuple[str, ...] = ("launch_server.py",)) -> str:
+    """sglang 0.5.11's layernorm (exposed) and plugin loader, with a scheduler of our own."""
+    src, site = REPO / ".envs" / "sglang-0.5.11", tmp / "fake"
+    if not (src / "sglang").is_dir():
+        pytest.skip("the sglang 0.5.11 overlay is not built")
+    shutil.copytree(src / "sglang-0.5.11.dist-info", site / "sglang-0.5.11.dist-info")
+    for rel in ("srt/layers/layernorm.py", "srt/plugins/__init__.py"):
+        (site / "sglang" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / "sglang" / rel, site / "sglang" / rel)
+    (site / "sglang" / "__init__.py").write_text("")
+    (site / "sglang" / "srt" / "managers").mkdir(parents=True)
+    (site / "sglang" / "srt" / "managers" / "scheduler.py").write_text(scheduler)
+    for rel in ways:
+        (site / "sglang" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / "sglang" / rel).write_text("")
+    return os.pathsep.join([str(site), plugin_site(tmp)])
+
+
+CALLS = "from sglang.srt.plugins import load_plugins\n\ndef run_scheduler_process():\n    load_plugins()\n"
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "code", "verdict"),
+    [
+        (CALLS, 0, "protected: RMSNorm.forward_aiter, GemmaRMSNorm.forward_hip, LayerNorm.forward_hip, for every "
+                   "way of starting sglang (sglang's plugin loading)"),
+        ("def run_scheduler_process():\n    pass\n", 1, "NOT protected: its model processes do not load sglang's "
+                                                        "plugins, for every way"),
+        ("def renamed():\n    pass\n", 1, "cannot tell for: launch_server, Engine (cannot tell whether its model "
+                                          "processes load plugins: not found)"),
+    ],
+)  # fmt: skip
+def test_exit_code_follows_the_ways(scheduler: str, code: int, verdict: str, tmp_path: Path) -> None:
+    path = _fake_sglang(tmp_path, scheduler, ("launch_server.py", "srt/entrypoints/engine.py"))
+    d: dict[str, Any] = as_json(proc := cli("doctor", "--json", release=None, PYTHONPATH=path))
+    assert proc.returncode == code and d["ok"] is (code == 0) and d["verdict"].startswith(verdict), d["verdict"]
+    assert [w["name"] for w in d["ways"]] == ["launch_server", "Engine"]
+
+
+def test_doctor_says_how_to_read_the_interventions() -> None:
+    d = as_json(cli("doctor", "--json"))
+    assert "status()['interventions']" in d["interventions"]["in_process"]
+    assert d["interventions"]["prometheus"].startswith("aiter_norm_guard_interventions_total{entry,reason}")
+    assert "aiter_norm_guard_interventions_total" in cli("doctor").stdout

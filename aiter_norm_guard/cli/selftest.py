@@ -114,7 +114,7 @@ def child_main(name: str, tokens: int, emulated: bool = False) -> None:
     print(json.dumps(_unguarded(_original(ln, case), norm, inp, want, tolerance(case))))
 
 
-def _not_applicable(case: Case, state: dict[str, Any] | None, version: str | None) -> str | None:
+def _not_applicable(ln: Any, case: Case, state: dict[str, Any] | None, version: str | None) -> str | None:
     """Why ``case`` cannot run on this sglang (None: it can)."""
     if state is None or not state.get("present"):
         return f"{case.entry} is not in sglang {version}"
@@ -122,6 +122,8 @@ def _not_applicable(case: Case, state: dict[str, Any] | None, version: str | Non
         return f"{case.entry} has no aiter branch in sglang {version}"
     if not state.get("patched"):
         return f"sglang did not select {case.entry}'s aiter path here"
+    if case.uses_post and "post_residual_addition" not in _original(ln, case).__code__.co_varnames:
+        return f"{case.entry} takes no post_residual_addition in sglang {version}"
     return None
 
 
@@ -146,14 +148,9 @@ def run(
 
     status = aiter_norm_guard.install(force=True)
     flag = settings.enabled()
-    report: dict[str, Any] = {
-        "mode": "emulated" if emulated else "rocm",
-        "tokens": tokens,
-        "cases": [],
-        "guard_enabled_in_env": flag.value,
-        "env_reason": flag.reason,
-        "passed": False,
-    }
+    report: dict[str, Any] = {"mode": "emulated" if emulated else "rocm", "tokens": tokens, "cases": [],
+                              "guard_enabled_in_env": flag.value, "env_reason": flag.reason,
+                              "passed": False}  # fmt: skip
     if status.get("error"):  # e.g. wrapt missing: sglang imported from now on would stay unguarded
         report["error"] = f"the guard cannot install in this interpreter: {status['error']}"
         return report
@@ -177,14 +174,11 @@ def run(
     for case in CASES:
         if cases and case.name not in cases:
             continue
-        why = _not_applicable(case, states.get(case.entry), report["sglang"])
-        original = _original(ln, case) if why is None else None
-        if original is not None and case.uses_post and "post_residual_addition" not in original.__code__.co_varnames:
-            why = f"{case.entry} takes no post_residual_addition in sglang {report['sglang']}"
+        why = _not_applicable(ln, case, states.get(case.entry), report["sglang"])
         if why is not None:
             skipped.append({"case": case.name, "entry": case.entry, "reason": why})
             continue
-        report["cases"].append(_run_case(ln, case, original, tokens, device, emulated, isolate))
+        report["cases"].append(_run_case(ln, case, _original(ln, case), tokens, device, emulated, isolate))
     report["not_applicable_cases"] = skipped
     report["requested"] = list(cases) if cases else None
     if not report["cases"]:

@@ -7,7 +7,7 @@ against a kernel double that reads memory the way aiter's kernels do.
 
 from aiter_norm_guard_emulation.kernel import BUILDS, AiterKernelDouble, KernelCall
 from aiter_norm_guard_emulation.memory import InvalidConfiguration, KernelCrash, MemoryAccessFault
-from aiter_norm_guard_emulation.rocm import EmulatedRocm
+from aiter_norm_guard_emulation.rocm import EmulatedRocm, on_host
 
 __all__ = [
     "BUILDS",
@@ -17,4 +17,5 @@ __all__ = [
     "KernelCall",
     "KernelCrash",
     "MemoryAccessFault",
+    "on_host",
 ]

@@ -4,7 +4,10 @@ sglang picks its aiter RMSNorm path when ``torch.version.hip`` is set and
 ``SGLANG_USE_AITER=1`` at import of ``sglang.srt.layers.layernorm``; it then imports
 the kernels from a module named ``aiter``, and 0.5.2x asks the GPU's arch at import.
 :class:`EmulatedRocm` arranges exactly that, with the kernel double as ``aiter``, and
-undoes it.  Only tests and the clearly labelled emulated selftest use it.
+undoes it.  CPU memory plays the GPU's: ``tensor.is_cuda`` is true, except for tensors
+:func:`on_host` marks (what sglang 0.5.21+ and the guard send to ``forward_native``, and
+what the double's kernels fault on).  Only tests and the clearly labelled emulated
+selftest use it.
 """
 
 from __future__ import annotations
@@ -84,6 +87,19 @@ def _vllm_ops_module() -> types.ModuleType:
     return pkg
 
 
+_HOST: dict[int, torch.Tensor] = {}  # storage address -> a tensor keeping that storage alive
+
+
+def on_host(t: torch.Tensor) -> torch.Tensor:
+    """Mark ``t``'s storage as host memory under the emulation (its views too); returns ``t``."""
+    _HOST[t.untyped_storage().data_ptr()] = t
+    return t
+
+
+def _emulated_is_cuda(t: torch.Tensor) -> bool:
+    return t.device.type != "meta" and t.untyped_storage().data_ptr() not in _HOST
+
+
 class EmulatedRocm:
     """Context manager: ROCm + aiter as sglang's layernorm module sees them at import."""
 
@@ -120,10 +136,14 @@ class EmulatedRocm:
             # sglang 0.4.10 asks this of torch at import; torch 2.14 no longer has it.
             cpu_mod._is_amx_tile_supported = lambda: False
         _legacy_triton_shims()
+        torch.Tensor.is_cuda = property(_emulated_is_cuda)  # type: ignore[assignment,method-assign]
 
     def deactivate(self) -> None:
         if not self._saved:
             return
+        if "is_cuda" in vars(torch.Tensor):
+            del torch.Tensor.is_cuda
+        _HOST.clear()
         torch.version.hip = self._saved["hip"]  # type: ignore[misc]
         if self._saved["env"] is None:
             os.environ.pop("SGLANG_USE_AITER", None)

@@ -31,7 +31,7 @@ from rocm_on_cuda import load  # noqa: E402
 
 from aiter_norm_guard.cli.cases import make_module  # noqa: E402
 from aiter_norm_guard.patching.guard import make_guarded  # noqa: E402
-from aiter_norm_guard.targets import RMSNORM  # noqa: E402
+from aiter_norm_guard.targets.layernorm import RMSNORM  # noqa: E402
 from cuda_graphs import capture  # noqa: E402
 
 CUDA, BF = torch.device("cuda"), torch.bfloat16

@@ -21,7 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASES = os.environ.get("RELEASES", "0.4.6 0.4.10 0.5.10 0.5.11 0.5.13 0.5.15 0.5.16 0.5.19 0.5.23").split()
-MATRIX_FILES = ("test_guard.py", "test_layer_boundary.py", "test_fuzz.py", "test_source_scan.py")
+MATRIX_FILES = (
+    "test_guard.py", "test_contract_fixes.py", "test_layer_boundary.py", "test_fuzz.py", "test_source_scan.py"
+)
 OUT = ROOT / "results"
 
 
@@ -43,6 +45,13 @@ SHORT = {
     "a_weight_the_kernel_would_misread_goes_to_native_on_the_safe_path_too": "expanded / strided weight: native",
     "an_older_forward_native_signature_still_gets_the_fallback": "an older forward_native signature",
     "the_aiter_branch_alone_is_read": "source scan reads the aiter branch alone",
+    "layernorm_reads_hidden_size_weight_elements_whatever_x_says": "weight of another length than hidden_size",
+    "layernorm_x_of_another_hidden_size_goes_native": "x of another hidden size: native",
+    "pad_path_weight_is_read_with_unit_stride": "x_pad path: strided / expanded weight",
+    "post_is_only_summed_so_a_column_slice_costs_no_copy_and_no_slow_path": "post column slice: no copy, fast path",
+    "post_without_a_residual_is_ignored_as_the_release_ignores_it": "post without residual: ignored",
+    "zero_rows_past_the_first_dimension_are_caught_where_the_release_checks_only_shape_0":
+        "zero rows past the first dimension",
 }
 RMS = "RMSNorm.forward_aiter"
 PREFIX_ENTRY = {"gemma": "GemmaRMSNorm.forward_hip", "layernorm": "LayerNorm.forward_hip"}
@@ -51,6 +60,12 @@ ENTRY_OF_TEST = {  # tests without an entry among their parameters
     "an_older_forward_native_signature_still_gets_the_fallback": RMS,
     "pad_path_gives_the_originals_result_shape_included": RMS,
     "pad_path_wrong_hidden_size_raises_like_native": RMS,
+    "layernorm_reads_hidden_size_weight_elements_whatever_x_says": "LayerNorm.forward_hip",
+    "layernorm_x_of_another_hidden_size_goes_native": "LayerNorm.forward_hip",
+    "pad_path_weight_is_read_with_unit_stride": RMS,
+    "post_is_only_summed_so_a_column_slice_costs_no_copy_and_no_slow_path": RMS,
+    "post_without_a_residual_is_ignored_as_the_release_ignores_it": RMS,
+    "zero_rows_past_the_first_dimension_are_caught_where_the_release_checks_only_shape_0": RMS,
 }
 
 

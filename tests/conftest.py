@@ -23,6 +23,8 @@ import torch
 import aiter_norm_guard
 from aiter_norm_guard.cli.cases import make_module
 from aiter_norm_guard.patching.guard import original_of
+from aiter_norm_guard.patching.locate import source_node, upstream
+from aiter_norm_guard.targets import BY_NAME
 from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,6 +105,12 @@ def original_entry(layernorm: Any, entry: str) -> Any:
     """The release's own function behind ``entry`` (the unguarded one)."""
     fn = entry_fn(layernorm, entry)
     return original_of(fn) or fn
+
+
+def upstream_checks(layernorm: Any, entry: str, with_rows: bool = False) -> frozenset[str]:
+    """What this release's own entry does before its kernel (the upstream table, by its fingerprint)."""
+    row = upstream(BY_NAME[entry], source_node(original_entry(layernorm, entry)))
+    return frozenset() if row is None else (row.with_rows if with_rows else row.alone)
 
 
 def original_forward(rmsnorm: Any) -> Any:

@@ -8,15 +8,21 @@ from typing import Any
 import pytest
 import torch
 
+from aiter_kernel_contracts.form import Kernel, Rows, Vector
 from aiter_norm_guard.patching import codegen
 from aiter_norm_guard.patching.guard import Guard, guard_of, original_of
-from aiter_norm_guard.targets import Contract, Target
+from aiter_norm_guard.targets import Feed, Target
 
 SENTINEL = object()
 
 
-def make(original: Any, contract: Contract, name: str = "Norm.forward") -> Any:
-    target = Target(name, "m", name, "k", contract, "self.forward_native", ("x",), (), ())
+#: A HIP-like contract on host memory (these tests run on CPU without the emulation).
+KERNEL = Kernel("test kernel", "tests", rows=(("input", Rows()), ("residual", Rows())), vectors=(("weight", Vector()),),
+                same_rows=("residual",), device=False)  # fmt: skip
+
+
+def make(original: Any, feed: Feed, name: str = "Norm.forward") -> Any:
+    target = Target(name, "m", name, feed, (KERNEL,), "self.forward_native", ("x",), (), ())
     return Guard(original, target).build()
 
 
@@ -37,7 +43,7 @@ def test_signature_defaults_and_binding_are_the_originals() -> None:
         seen.append((x, residual, post, rest, flag, extra))
         return x
 
-    fn = make(forward, Contract(like_x=("residual", "post")))
+    fn = make(forward, Feed(rows=("residual",), summed=("post",)))
     assert inspect.signature(fn) == inspect.signature(forward)
     assert fn.__name__ == "forward" and fn.__wrapped__ is forward and original_of(fn) is forward
     m, x = Norm(), torch.randn(2, 8)
@@ -56,7 +62,7 @@ def test_positional_only_and_keyword_only_parameters() -> None:
         received.append((x.shape, residual, eps))
         return x
 
-    fn = make(forward, Contract(like_x=("residual",)))
+    fn = make(forward, Feed(rows=("residual",)))
     assert inspect.signature(fn) == inspect.signature(forward)
     m, x = Norm(), torch.randn(3, 4, 8)  # rank 3: the slow path passes keywords through too
     assert fn(m, x, eps=0.5).shape == x.shape
@@ -72,7 +78,7 @@ def test_fast_path_is_the_original_call_itself() -> None:
         calls.append(x)
         return x
 
-    fn = make(forward, Contract(like_x=("residual",)))
+    fn = make(forward, Feed(rows=("residual",)))
     m, x = Norm(), torch.randn(4, 8)
     assert fn(m, x) is x and calls[-1] is x
     assert guard_of(fn) is not None
@@ -90,7 +96,7 @@ def test_weight_is_found_wherever_the_module_keeps_it(weight: str) -> None:
             m.register_buffer("weight", torch.ones(8))
         else:
             m.weight = torch.ones(8)
-    fn = make(forward, Contract())
+    fn = make(forward, Feed())
     x = torch.randn(2, 8)
     assert fn(m, x) is x  # found: the fast path
     assert fn(m, torch.randn(2, 4))[0] == "native"  # a wrong hidden size: the fallback
@@ -103,7 +109,7 @@ def test_names_that_are_not_identifiers_are_refused() -> None:
     with pytest.raises(ValueError):
         codegen.weight_lookup("_w0", "self.weight; import os", "self")
     with pytest.raises(LookupError):
-        make(forward, Contract(x="hidden"))
+        make(forward, Feed(x="hidden"))
 
 
 @torch.library.custom_op("aiter_norm_guard_test::rows", mutates_args=())
@@ -128,7 +134,7 @@ def test_torch_compile_traces_the_guard_in_one_graph(shape: tuple[int, ...]) -> 
     def forward(self: Any, x: Any) -> Any:
         return _rows_op(x, self.weight)
 
-    fn = make(forward, Contract())
+    fn = make(forward, Feed())
     m = Native()
     torch._dynamo.reset()
     compiled = torch.compile(lambda x: fn(m, x), backend="eager", fullgraph=True)

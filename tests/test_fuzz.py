@@ -29,8 +29,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aiter_kernel_contracts.needs import WEIGHT_DTYPE, ZERO_ROWS
 from aiter_norm_guard.cli.cases import GEMMA, LAYER, RMS, make_module
-from conftest import REPO, original_entry, require_entry, sglang_version
+from conftest import REPO, original_entry, require_entry, sglang_version, upstream_checks
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -61,7 +62,13 @@ def layouts(draw: Any, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tens
 
 
 def unsafe(name: str, t: torch.Tensor) -> bool:
-    return name != "fused_add_rmsnorm_pad" and t.dim() > 1 and not (t.dim() == 2 and t.is_contiguous() and t.numel())
+    """Rows the kernel cannot read: anything but 2-D contiguous, except where its contract honours more
+    (Triton: both strides; CK layernorm2d: each tensor's own row pitch, so a unit last stride suffices)."""
+    if name == "fused_add_rmsnorm_pad" or t.dim() < 2:
+        return False
+    if name == "layernorm2d_fwd" and t.dim() == 2 and t.numel() and (t.stride(1) == 1 or t.size(1) == 1):
+        return False
+    return not (t.dim() == 2 and t.is_contiguous() and t.numel())
 
 
 def same(got: Any, want: Any) -> None:
@@ -73,13 +80,22 @@ def same(got: Any, want: Any) -> None:
     assert got.shape == want.shape and got.dtype == want.dtype and torch.equal(got, want)
 
 
-def misread(x: torch.Tensor, extra: list[torch.Tensor], weights: list[torch.Tensor]) -> bool:
-    """What the kernel cannot read correctly in any layout (the test's own statement of the contract)."""
-    if x.numel() == 0:
+def misread(x: torch.Tensor, extra: list[torch.Tensor], weights: list[torch.Tensor], hidden: int) -> bool:
+    """What the kernel cannot read correctly in any layout (the test's own statement of the contract):
+    ``extra`` are the residual and, with it, the post-residual addition; ``hidden`` the n the kernel reads."""
+    if x.numel() == 0 or x.shape[-1] != hidden:
         return True
-    if any(w.dtype != x.dtype or w.numel() != x.shape[-1] or not w.is_contiguous() for w in weights):
+    if any(w.dtype != x.dtype or w.numel() != hidden or not w.is_contiguous() for w in weights):
         return True
     return any(t.dtype != x.dtype or t.shape != x.shape for t in extra)
+
+
+def odd_length(m: Any, entry: str, factor: float) -> Any:
+    """``m`` with its weight (and bias) of ``factor`` times its hidden size: what the kernel would read past."""
+    n = max(1, int(m.weight.numel() * factor))
+    for name in ("weight", "bias") if entry == LAYER else ("weight",):
+        getattr(m, name).data = torch.randn(n).to(getattr(m, name).dtype)
+    return m
 
 
 @pytest.mark.parametrize(("entry", "build"), [(RMS, "legacy"), (RMS, "opus"), (GEMMA, "legacy"), (LAYER, "legacy")])
@@ -91,7 +107,10 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
     original = original_entry(layernorm, entry)
     has_residual = entry != LAYER
     has_post = "post_residual_addition" in original.__code__.co_varnames
-    norms = {(h, wdt): make_module(layernorm, entry, h, wdt) for h in (1, 4, 8) for wdt in DTYPES}
+    norms = {(h, wdt, 1.0): make_module(layernorm, entry, h, wdt) for h in (1, 4, 8) for wdt in DTYPES}
+    if entry == LAYER:  # weights of another length than hidden_size (the kernel reads hidden_size elements)
+        norms |= {(h, wdt, f): odd_length(make_module(layernorm, entry, h, wdt), entry, f)
+                  for h in (4, 8) for wdt in HALF for f in (0.5, 2.0)}  # fmt: skip
     branches: Counter[str] = Counter()
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
@@ -104,14 +123,35 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
         shape = (*lead, data.draw(st.sampled_from([hidden, hidden, hidden, 2 * hidden])))
         dtype = data.draw(st.sampled_from(DTYPES))
         wdt = dtype if data.draw(st.integers(0, 4)) else data.draw(st.sampled_from(DTYPES))
+        length = data.draw(st.sampled_from([1.0, 1.0, 0.5, 2.0])) if entry == LAYER and hidden > 1 else 1.0
+        wdt = dtype if length != 1.0 and dtype in HALF else wdt
         x = data.draw(layouts(shape, dtype))
         args: list[torch.Tensor | None] = [x]
         if has_residual and data.draw(st.booleans()):
             res_shape = shape if data.draw(st.integers(0, 5)) else data.draw(st.sampled_from([(1, *shape), shape[-1:]]))
             args.append(data.draw(layouts(res_shape, dtype)))
             if has_post and data.draw(st.booleans()):
-                args.append(data.draw(layouts(shape, dtype)))
-        m = norms[(hidden, wdt)]
+                args.append(data.draw(layouts(shape, dtype)))  # any layout: only the sum's matters
+        elif has_post and not data.draw(st.integers(0, 5)):  # a post without a residual: ignored by the release
+            args += [None, data.draw(layouts((*shape[:-1], 1, shape[-1]), dtype))]
+        m = norms.get((hidden, wdt, length), norms[(hidden, wdt, 1.0)])
+        extra = [a for a in args[1:] if a is not None] if len(args) > 1 and args[1] is not None else []
+        weights = [m.weight, m.bias] if entry == LAYER else [getattr(m, "gemma_weight", m.weight)]
+        done = upstream_checks(layernorm, entry, bool(extra))
+        if (ZERO_ROWS in done and x.dim() and x.shape[0] == 0) or (
+            WEIGHT_DTYPE in done and weights[0].dtype != x.dtype
+        ):  # the release returns (or goes native) before any kernel itself: its own behaviour, untouched
+            kernels.reset()
+            try:
+                mine = original(m, *args)
+            except Exception as exc:
+                with pytest.raises(type(exc)):
+                    m(*args)
+            else:
+                same(m(*args), mine)
+            assert kernels.calls == []
+            branches["release exit"] += 1
+            return
         kernels.reset()
         try:
             want: Any = m.forward_native(*args)
@@ -121,19 +161,19 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
             assert kernels.calls == [], "native raised but the kernel was reached"
             branches["native raises"] += 1
             return
-        extra = [a for a in args[1:] if a is not None]
-        weights = [m.weight, m.bias] if entry == LAYER else [getattr(m, "gemma_weight", m.weight)]
         if entry == LAYER and (x.dtype not in HALF or x.dtype != m.dtype):
             kernels.reset()
             same(m(*args), original(m, *args))
             branches["release route"] += 1
             return
-        if misread(x, extra, weights):
+        if misread(x, extra, weights, getattr(m, "hidden_size", weights[0].numel())):
             same(m(*args), want)
             assert kernels.calls == [], "a misread input reached the kernel"
             branches["native route"] += 1
             return
-        rows = [a.contiguous().view(-1, a.shape[-1]) for a in args if a is not None]
+        residual_given = len(args) > 1 and args[1] is not None
+        rows = [a if a is None or (i == 2 and not residual_given) else a.contiguous().view(-1, a.shape[-1])
+                for i, a in enumerate(args)]  # fmt: skip
         try:
             canonical = original(m, *rows)
         except RuntimeError as exc:  # the kernel's own refusal (fp32 on aiter <= v0.1.17's HIP kernel)

@@ -15,7 +15,8 @@ import torch
 import aiter_norm_guard
 from aiter_norm_guard.patching.guard import guard_of, original_of
 from aiter_norm_guard.patching.patcher import Patcher
-from aiter_norm_guard.targets import RMSNORM, Contract
+from aiter_norm_guard.targets import Feed
+from aiter_norm_guard.targets.layernorm import RMSNORM
 from conftest import guarded_entries, make_norm, original_forward, run_python
 
 Q = "torch.randn(64, 6144, dtype=torch.bfloat16)[:, :4096].view(64, 32, 128)"
@@ -191,7 +192,7 @@ def test_missing_and_unbuildable_targets_raise_nothing_and_say_why(caplog: pytes
     try:
         renamed = RMSNORM._replace(name="renamed", module=mod.__name__, attribute="RMSNorm.forward_aiter_v2")
         unbuildable = RMSNORM._replace(
-            name="unbuildable", module=mod.__name__, contract=Contract(x="hidden"), aiter_calls=()
+            name="unbuildable", module=mod.__name__, feed=Feed(x="hidden"), aiter_calls=()
         )
         patcher = Patcher((renamed, unbuildable._replace(aiter_calls=("rms_norm",))))
         with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):

@@ -1,1 +1,1 @@
-"""Layer 0, pure: what aiter's kernels read (their contracts) and how to give them that layout."""
+"""Layer 0, pure: meeting aiter's kernel contracts (the data: the ``aiter_kernel_contracts`` package)."""

@@ -1,32 +1,50 @@
-"""Pure layout logic: what aiter's norm kernels can read, and how to give results back.
+"""Pure layout logic: what an entry's kernels cannot take, and the canonical tensors they can.
 
-aiter's HIP and CK norm kernels take ``n = size(1)`` (CK: ``size(-1)``), ``m = numel // n``
-and ``stride(0)`` as the row pitch of every tensor, assume a unit last stride, read the
-weight (and bias) as ``n`` elements of the activation's dtype without checking its length,
-and cannot launch zero rows.  This module says when no layout can make such a kernel right
-(:func:`refusal`), and otherwise turns the activation and the tensors indexed with its rows
-into that form (:func:`plan`): the same object when it already is, a view when one exists,
-else exactly one copy.  It knows nothing of sglang or of patching.
+Given the tensors of one call, what the kernels need (:class:`~aiter_kernel_contracts.needs.Needs`)
+and what the release's own entry already does before its kernel (``done``: names from
+:mod:`~aiter_kernel_contracts.needs`), :func:`exit_of` says when the release leaves
+before any kernel, :func:`refusal` when no layout can make the kernel right, and :func:`plan`
+the canonical tensors (the same object when already right, a view when one exists, else
+exactly one copy) with a restore plan.  Knows nothing of sglang or of patching.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
 import torch
 
+from aiter_kernel_contracts.needs import (
+    ANY,
+    CONTIGUOUS,
+    HOST,
+    ROWS_LAYOUT,
+    WEIGHT_DTYPE,
+    WEIGHT_STRIDE,
+    X_CONTIGUOUS_2D,
+    X_LAYOUT,
+    X_RESHAPED,
+    ZERO_ROWS,
+    Needs,
+)
+
 Tensor = torch.Tensor
 
+
 #: Why a call cannot go to the kernel in any layout (the entry's fallback runs instead).
-ZERO_ROWS = "zero rows"
 RANK_ZERO = "rank 0"
-WEIGHT_DTYPE = "weight dtype differs from the activation's"
-HIDDEN_SIZE = "weight length differs from the hidden size"
-STRIDED_WEIGHT = "weight is not contiguous"
-ROWS_MISMATCH = "residual differs from the activation in shape or dtype"
+HOST_TENSOR = "host tensor"
+ZERO = "zero rows"
+DTYPE = "weight dtype"
+HIDDEN_SIZE = "hidden size"
+STRIDED_WEIGHT = "strided weight"
+ROWS_MISMATCH = "residual shape or dtype"
 ROWS_EXPAND = "residual would broadcast the activation to more rows"
+#: How a layout was fixed (the guard counts these too).
+LAYOUT_COPY = "layout copy"
+VIEW = "view"
 
 
 def is_row_strided(t: Tensor) -> bool:
@@ -35,11 +53,8 @@ def is_row_strided(t: Tensor) -> bool:
 
 
 def as_rows(t: Tensor, allow_row_stride: bool = False) -> Tensor:
-    """``t`` as a 2-D ``(-1, hidden)`` tensor the kernel reads correctly.
-
-    The same object if it already is 2-D contiguous (or, with ``allow_row_stride``,
-    2-D row-strided); a view if ``t`` is contiguous; otherwise exactly one copy.
-    """
+    """``t`` as 2-D ``(-1, hidden)`` rows: the same object if already right, a view if ``t`` is
+    contiguous, else exactly one copy."""
     if t.dim() == 2:
         if t.is_contiguous() or (allow_row_stride and is_row_strided(t)):
             return t
@@ -49,41 +64,70 @@ def as_rows(t: Tensor, allow_row_stride: bool = False) -> Tensor:
     return t.contiguous().view(-1, t.size(-1))
 
 
-def weight_refusal(hidden: int, dtype: torch.dtype, weights: Sequence[Tensor]) -> str | None:
-    """Why the kernel would misread one of ``weights`` for rows of ``hidden`` elements of ``dtype``."""
-    for w in weights:
-        if w.dtype != dtype:
-            return WEIGHT_DTYPE
-        if w.numel() != hidden:
-            return HIDDEN_SIZE
-        if not w.is_contiguous():
-            return STRIDED_WEIGHT
-    return None
-
-
-def refusal(x: Tensor, like_x: Sequence[Tensor], weights: Sequence[Tensor]) -> str | None:
-    """Why no layout can make the kernel right for these tensors, or None.
-
-    Zero elements (no grid to launch), rank 0, a weight the kernel would misread (another
-    dtype, another length than ``x``'s last dimension, a stride), or a tensor indexed with
-    ``x``'s rows (``like_x``: residual, post-residual addition) of another shape or dtype
-    (:data:`ROWS_EXPAND` where broadcasting it against ``x`` would give more elements than ``x``:
-    the reference path would compute a tensor many times the caller's).
-    """
+def exit_of(x: Tensor, weights: Sequence[Tensor], done: Collection[str]) -> bool:
+    """Whether the release itself leaves before any kernel for this call (its zero-row return,
+    its host-tensor or weight-dtype route to native), in the order it checks them."""
     if x.dim() == 0:
-        return RANK_ZERO
-    if x.numel() == 0:
-        return ZERO_ROWS
-    for r in like_x:
-        if r.shape != x.shape:
+        return False
+    return (
+        (ZERO_ROWS in done and x.shape[0] == 0)
+        or (HOST in done and not x.is_cuda)
+        or (WEIGHT_DTYPE in done and any(w.dtype != x.dtype for w in weights))
+    )
+
+
+def _rows_refusal(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor]) -> str | None:
+    for r in rows:
+        if r.shape != x.shape or r.dtype != x.dtype:
             try:
                 wide = math.prod(torch.broadcast_shapes(x.shape, r.shape)) > x.numel()
             except RuntimeError:  # incompatible: the reference path raises its own error
                 wide = False
             return ROWS_EXPAND if wide else ROWS_MISMATCH
-        if r.dtype != x.dtype:
+    if rows and summed:  # added to the residual in Python: the sum must still be x's shape and dtype
+        try:
+            shape = torch.broadcast_shapes(rows[0].shape, *(p.shape for p in summed))
+        except RuntimeError:
             return ROWS_MISMATCH
-    return weight_refusal(x.shape[-1], x.dtype, weights)
+        dtype = rows[0].dtype
+        for p in summed:
+            dtype = torch.promote_types(dtype, p.dtype)
+        if shape != x.shape or dtype != x.dtype:
+            return ROWS_EXPAND if math.prod(shape) > x.numel() else ROWS_MISMATCH
+    return None
+
+
+def refusal(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], weights: Sequence[Tensor],
+            needs: Needs, done: Collection[str] = (), hidden: int | None = None) -> str | None:  # fmt: skip
+    """Why no layout can make the kernels right for these tensors, or None.
+
+    ``rows``: tensors indexed with ``x``'s rows (residual); ``summed``: tensors the entry adds
+    to the first of them in Python (post-residual addition); ``hidden``: the hidden size the
+    entry reshapes to (else ``x``'s last dimension).
+    """
+    if x.dim() == 0:
+        return RANK_ZERO
+    n = x.shape[-1] if hidden is None else hidden
+    if x.shape[-1] != n:
+        return HIDDEN_SIZE
+    if needs.device and (
+        (HOST not in done and not x.is_cuda) or not all(t.is_cuda for t in (*rows, *summed, *weights))
+    ):
+        return HOST_TENSOR
+    if needs.nonempty and x.numel() == 0:
+        return ZERO
+    if needs.same_rows or summed:
+        reason = _rows_refusal(x, rows, summed)
+        if reason is not None:
+            return reason
+    for w in weights:
+        if needs.weight_dtype and WEIGHT_DTYPE not in done and w.dtype != x.dtype:
+            return DTYPE
+        if w.numel() != n:
+            return HIDDEN_SIZE
+        if needs.weight_contiguous and WEIGHT_STRIDE not in done and not w.is_contiguous():
+            return STRIDED_WEIGHT
+    return None
 
 
 class Plan(NamedTuple):
@@ -92,6 +136,12 @@ class Plan(NamedTuple):
     tensors: tuple[Tensor, ...]
     rows_shape: torch.Size
     caller_shape: torch.Size
+    copies: int = 0
+
+    @property
+    def kind(self) -> str:
+        """How the layout was fixed, for the intervention counts: with a copy, or a view alone."""
+        return LAYOUT_COPY if self.copies else VIEW
 
     def restore(self, result: object) -> object:
         """The original's result with every tensor of the rows' shape given back in the caller's shape."""
@@ -104,14 +154,40 @@ class Plan(NamedTuple):
         return result
 
 
-def plan(x: Tensor, like_x: Sequence[Tensor], allow_row_stride: bool = False, keep_rank: bool = False) -> Plan:
-    """Canonicalize ``x`` (row-strided 2-D allowed if asked) and the tensors indexed with its rows.
+def _x_fits(x: Tensor, needs: Needs, done: Collection[str], with_rows: bool, allow_row_stride: bool) -> bool:
+    if X_LAYOUT in done or needs.layout == ANY:
+        return True
+    if X_CONTIGUOUS_2D in done and x.dim() == 2:
+        return True
+    if X_RESHAPED in done:  # the release's reshape keeps a view: only its unit last stride matters
+        return x.stride(-1) == 1
+    if needs.layout == CONTIGUOUS:
+        return x.is_contiguous()
+    return x.dim() == 2 and (x.is_contiguous() or (allow_row_stride and not with_rows and is_row_strided(x)))
+
+
+def plan(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], needs: Needs, done: Collection[str] = (),
+         allow_row_stride: bool = False, keep_rank: bool = False) -> Plan | None:  # fmt: skip
+    """The tensors to hand the entry in place of ``(x, *rows, *summed)``, or None if they already fit.
 
     ``keep_rank`` is for entries that unpack a 2-D shape themselves: tensors are only made
     contiguous, never flattened.
     """
-    if keep_rank:
-        tensors = tuple(t if t.is_contiguous() else t.contiguous() for t in (x, *like_x))
-        return Plan(tensors, x.shape, x.shape)
-    x2 = as_rows(x, allow_row_stride)
-    return Plan((x2, *(as_rows(t) for t in like_x)), x2.shape, x.shape)
+    given = (x, *rows, *summed)
+    if needs.layout == ANY:
+        return None
+    rows_fit = ROWS_LAYOUT in done or all(r.is_contiguous() for r in rows)
+    if rows_fit and _x_fits(x, needs, done, bool(rows), allow_row_stride):
+        return None
+    if keep_rank or needs.layout == CONTIGUOUS:
+        tensors = tuple(t if t.is_contiguous() else t.contiguous() for t in (x, *rows)) + tuple(summed)
+        shape = x.shape
+    else:
+        x2 = x if (X_CONTIGUOUS_2D in done and x.dim() == 2) else as_rows(x, allow_row_stride and not rows)
+        new_rows = tuple(as_rows(r) for r in rows)
+        tensors = (x2, *new_rows, *(p if p.shape == x2.shape else p.reshape(x2.shape) for p in summed))
+        shape = x2.shape
+    if all(a is b for a, b in zip(tensors, given, strict=True)):
+        return None
+    copies = sum(a is not b and not b.is_contiguous() for a, b in zip(tensors, given, strict=True))
+    return Plan(tensors, shape, x.shape, copies)

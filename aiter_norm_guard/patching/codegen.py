@@ -1,21 +1,46 @@
 """Source of a guarded entry's fast path, with the original's exact signature.
 
 Like ``dataclasses`` and ``namedtuple``, the function is written out as Python source and
-compiled, so that a call binds its arguments exactly as the original does (forwarding
-``*args, **kwargs`` costs ~100 ns more per call) and the common safe case is a handful of
-C-level checks.  Only parameter names of the original and attribute names from the target
-table (checked to be identifiers) are interpolated; every object the code uses comes from
-the namespace it is compiled in (``_original``, ``_slow``, ``_tensor_attr``, defaults).
+compiled, so that a call binds its arguments exactly as the original does and the common
+safe case is a handful of C-level checks: only those :class:`Checks` names, which the guard
+derives from the kernel contract less what the release already does itself.  Only parameter
+names of the original and attribute names from the target table (checked to be identifiers)
+are interpolated; every object the code uses comes from the namespace it is compiled in.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 P = inspect.Parameter
 _POSITIONAL = (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)
+
+#: How ``x``'s own layout is checked (``Checks.x``).
+X_ROWS = "rows"  # 2-D and contiguous (or row-strided where allowed)
+X_RANK2 = "rank 2"  # 2-D (the release makes a 2-D x contiguous itself)
+X_CONTIGUOUS = "contiguous"  # any rank, contiguous
+X_ANY = ""  # the release (or the kernel) takes any layout
+#: How empty inputs are checked (``Checks.zero``).
+ZERO_ALL = "all"
+ZERO_PAST_FIRST = "past the first dimension"  # the release returns early when shape[0] == 0
+ZERO_NONE = ""
+
+
+class Checks(NamedTuple):
+    """What the fast path verifies for one kind of call (without, or with, the row tensors)."""
+
+    x: str = X_ROWS
+    row_strided: bool = False
+    zero: str = ZERO_ALL
+    weight_dtype: bool = True
+    weight_stride: bool = True
+    host_x: bool = False
+    host_others: bool = False
+    rows_like: bool = True  # row tensors: x's shape and dtype
+    rows_contiguous: bool = True
+    summed_like: bool = True  # summed tensors: x's shape and dtype (their sum then keeps the row's layout)
 
 
 def _ident(name: str) -> str:
@@ -89,42 +114,86 @@ def weight_lookup(var: str, spec: str, self_name: str | None) -> list[str]:
     return lines
 
 
+def _x_conditions(x: str, c: Checks, hidden: str | None) -> list[str]:
+    """``x``'s layout, emptiness and hidden size; binds ``_n`` (the hidden size the kernel reads)."""
+    two_d = c.x in (X_ROWS, X_RANK2)
+    out = ["len(_s) == 2", "(_n := _s[1])"] if two_d else ["_s", "(_n := _s[-1])"]
+    if hidden is not None:
+        out.append(f"_n == {hidden}")
+    if c.x == X_ROWS:
+        strided = f" or ({x}.stride(1) == 1 and {x}.stride(0) >= _n)" if c.row_strided else ""
+        out.append(f"({x}.is_contiguous(){strided})" if strided else f"{x}.is_contiguous()")
+    elif c.x == X_CONTIGUOUS:
+        out.append(f"{x}.is_contiguous()")
+    if c.zero == ZERO_ALL:
+        out.append("_s[0]" if two_d else "0 not in _s")
+    elif c.zero == ZERO_PAST_FIRST and not two_d:
+        out.append("(0 not in _s or not _s[0])")
+    if c.host_x:
+        out.append(f"{x}.is_cuda")
+    return out
+
+
+def _conditions(x: str, c: Checks, n_weights: int, rows: tuple[str, ...], summed: tuple[str, ...],
+                hidden: str | None) -> list[str]:  # fmt: skip
+    out = _x_conditions(x, c, hidden)
+    for i in range(n_weights):
+        out.append(f"_w{i}.numel() == _n")
+        if c.weight_dtype:
+            out.append(f"_w{i}.dtype is _dt")
+        if c.weight_stride:
+            out.append(f"_w{i}.is_contiguous()")
+        if c.host_others:
+            out.append(f"_w{i}.is_cuda")
+    for r in rows:
+        if c.rows_like:
+            out += [f"{r}.dtype is _dt", f"{r}.shape == _s"]
+        if c.rows_contiguous:
+            out.append(f"{r}.is_contiguous()")
+        if c.host_others:
+            out.append(f"{r}.is_cuda")
+    for p in summed:
+        if c.summed_like:
+            out.append(f"({p} is None or ({p}.dtype is _dt and {p}.shape == _s))")
+    return out
+
+
 def fast_path_source(
     name: str,
     sig: inspect.Signature,
     namespace: dict[str, Any],
     x: str,
-    like_x: tuple[str, ...],
     weights: tuple[str, ...],
     self_name: str | None,
+    alone: Checks,
+    rows: tuple[str, ...] = (),
+    summed: tuple[str, ...] = (),
+    with_rows: Checks | None = None,
+    hidden: str | None = None,
 ) -> str:
-    """The guarded function: the original at once when every tensor is already kernel-safe.
-
-    Checked per call, cheapest first: ``x`` is 2-D, non-empty and
-    contiguous; each weight has ``x``'s last dimension as its length and ``x``'s dtype and is
-    contiguous (an expanded weight is read past its storage, a strided one wrongly); each
-    ``like_x`` tensor is None or has ``x``'s shape and dtype and is contiguous.  The common
-    call without them skips their checks.
-    """
+    """The guarded function: the original at once when every check of ``alone`` (no row tensor
+    given) or ``with_rows`` (some given) holds, else the slow path.  ``hidden``: the name of the
+    module attribute the entry reshapes ``x`` to, if not ``x``'s last dimension."""
     params, call, slow_args = signature_text(sig, namespace)
     x = _ident(x)
-    # rank first, without an exception: Dynamo cannot trace a failing unpack (fullgraph breaks)
-    body = [f"_s = {x}.shape", "_m, _n = _s if len(_s) == 2 else (0, 0)", f"_dt = {x}.dtype"]
-    conds = ["_m", "_n", f"{x}.is_contiguous()"]
+    rows = tuple(_ident(r) for r in rows)
+    summed = tuple(_ident(p) for p in summed)
+    if hidden is not None:
+        hidden = f"{self_name}.__dict__.get({_ident(hidden)!r})"
+    body = [f"_s = {x}.shape"]
     for i, spec in enumerate(weights):
         body += weight_lookup(f"_w{i}", spec, self_name)
-        conds += [f"_n == _w{i}.numel()", f"_w{i}.dtype is _dt", f"_w{i}.is_contiguous()"]
-    like = [_ident(r) for r in like_x]
-    full = conds + [f"({r} is None or ({r}.dtype is _dt and {r}.shape == _s and {r}.is_contiguous()))" for r in like]
-    if like:
-        body += [
-            f"if {' and '.join(f'{r} is None' for r in like)}:",
-            f"    _safe = {' and '.join(conds)}",
-            "else:",
-            f"    _safe = {' and '.join(full)}",
-        ]
+
+    def branch(checks: Checks, with_rows: tuple[str, ...], with_summed: tuple[str, ...]) -> list[str]:
+        test = " and ".join(_conditions(x, checks, len(weights), with_rows, with_summed, hidden))
+        return ([f"_dt = {x}.dtype"] if "_dt" in test else []) + [f"_safe = {test}"]
+
+    if rows:
+        body += [f"if {' and '.join(f'{r} is None' for r in rows)}:"]
+        body += [f"    {line}" for line in branch(alone, (), ())] + ["else:"]
+        body += [f"    {line}" for line in branch(with_rows or alone, rows, summed)]
     else:
-        body.append(f"_safe = {' and '.join(conds)}")
+        body += branch(alone, (), ())
     lines = [f"def {_ident(name)}({params}):", "    try:"]
     lines += [f"        {line}" for line in body]
     lines += ["    except Exception:", "        _safe = False"]

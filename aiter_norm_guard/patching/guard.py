@@ -1,12 +1,14 @@
 """Build a guarded entry from its :class:`~aiter_norm_guard.targets.Target` declaration.
 
 The result is a plain function with the original's exact signature (``torch.compile``
-traces through it, and it costs less per call than a wrapper object).  Its fast path
-(:mod:`aiter_norm_guard.patching.codegen`) calls the original at once when every tensor already meets
-the kernel contract; everything else goes to :meth:`Guard.slow`, which canonicalizes with
-:mod:`aiter_norm_guard.contracts.layout`, routes to the entry's fallback, or passes the call through
-untouched.  Only the guard's own failures fall back to the original call (each distinct one
-logged once); exceptions of the original or the fallback reach the caller unchanged.
+traces through it).  What it checks comes from the kernels' contracts
+(:func:`~aiter_kernel_contracts.needs.needs`) less what the installed release's entry
+already does itself (:mod:`~aiter_norm_guard.targets.upstream`, by the entry's
+fingerprint): the fast path (:mod:`~aiter_norm_guard.patching.codegen`) calls the original at
+once when those hold; :meth:`Guard.slow` canonicalizes with
+:mod:`~aiter_norm_guard.contracts.layout`, routes to the fallback, or passes the call through.
+Only the guard's own failures fall back to the original call (each distinct one logged
+once); exceptions of the original or the fallback reach the caller unchanged.
 """
 
 from __future__ import annotations
@@ -14,70 +16,55 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import logging
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from aiter_norm_guard._log import log_once
+from aiter_kernel_contracts.form import Kernel
+from aiter_kernel_contracts.needs import needs, still_needed
 from aiter_norm_guard.contracts import layout
 from aiter_norm_guard.patching import codegen
+from aiter_norm_guard.patching.checks import fast_checks, own_failure, record, tensor_attr
 from aiter_norm_guard.patching.registry import guard_of, original_of, register
 from aiter_norm_guard.targets import Target
+from aiter_norm_guard.targets.fallbacks import pad_like_release
+from aiter_norm_guard.targets.upstream import Upstream
 
 Tensor = torch.Tensor
 Forward = Callable[..., Any]
 __all__ = ["Guard", "guard_of", "make_guarded", "original_of", "tensor_attr"]
 
 
-def tensor_attr(obj: Any, names: tuple[str, ...]) -> Tensor | None:
-    """The first of ``names`` that is a tensor on ``obj`` (parameter, buffer or plain attribute)."""
-    for name in names:
-        for store in (getattr(obj, "_parameters", None), getattr(obj, "_buffers", None), getattr(obj, "__dict__", {})):
-            value = store.get(name) if isinstance(store, dict) else None
-            if isinstance(value, Tensor):
-                return value
-    return None
-
-
-def own_failure(target: str, exc: BaseException) -> None:
-    """Log one of the guard's own failures, once per distinct failure (type and place)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-    log_once(
-        f"own-failure:{target}:{type(exc).__name__}:{where}",
-        logging.WARNING,
-        "aiter_norm_guard: internal error in the guard of %s (%s: %s at %s); the call went to sglang unchanged",
-        target,
-        type(exc).__name__,
-        exc,
-        where,
-    )
-
-
 class Guard:
-    """One guarded entry: the original, its declaration, and the switch ``uninstall`` turns off."""
+    """One guarded entry: the original, its declaration, the contract it meets, and the switch
+    ``uninstall`` turns off.  ``kernels``: the route the patcher found (default: the target's);
+    ``upstream``: the release row the entry's fingerprint matched (None: check everything)."""
 
-    def __init__(self, original: Forward, target: Target, allow_row_stride: bool = False) -> None:
-        self.original = original
-        self.target = target
+    def __init__(self, original: Forward, target: Target, allow_row_stride: bool = False,
+                 kernels: tuple[Kernel, ...] | None = None, upstream: Upstream | None = None) -> None:  # fmt: skip
+        self.original, self.target, self.upstream = original, target, upstream
         self.allow_row_stride = allow_row_stride
         self.enabled = True
-        c = target.contract
-        self.sig = self._signature(original, c.x)
+        self.kernels = kernels if kernels is not None else target.kernels
+        self.needs = needs(*self.kernels)
+        self.pad_needs = needs(target.pad) if target.pad is not None else None
+        self.done_alone = upstream.alone if upstream else frozenset()
+        self.done_rows = upstream.with_rows if upstream else frozenset()
+        f = target.feed
+        self.sig = self._signature(original, f.x)
         names = [p.name for p in self.sig.parameters.values() if p.kind in codegen._POSITIONAL]
         self.is_method = "." in target.attribute
         self.self_name = names[0] if self.is_method and names else None
-        if c.x not in names:
-            raise LookupError(f"{target.name}{self.sig} has no parameter {c.x!r}")
-        self.x_index = names.index(c.x)
-        self.like_index = tuple(names.index(n) for n in c.like_x if n in names)
-        self.weight_specs = tuple(self._weight_spec(w, names) for w in c.weights)
-        self.kernel_dtypes = tuple(getattr(torch, d) for d in c.kernel_dtypes)
-        self.fallback_index = tuple(names.index(n) for n in target.fallback_params if n in names)
+        if f.x not in names:
+            raise LookupError(f"{target.name}{self.sig} has no parameter {f.x!r}")
         self.names = names
+        self.x_index = names.index(f.x)
+        self.rows_index = tuple(names.index(n) for n in f.rows if n in names)
+        self.summed_index = tuple(names.index(n) for n in f.summed if n in names)
+        self.weight_specs = tuple(self._weight_spec(w, names) for w in f.vectors)
+        self.kernel_dtypes = tuple(getattr(torch, d) for d in f.kernel_dtypes)
+        self.fallback_index = tuple(names.index(n) for n in target.fallback_params if n in names)
         self._fallback_fn = self._resolve_fallback(target.fallback)
 
     @staticmethod
@@ -107,43 +94,48 @@ class Guard:
     # -- the slow path -----------------------------------------------------------
     def weights(self, values: tuple[Any, ...]) -> list[Any]:
         """The tensors the kernel would read as the weight (and bias), or None where absent."""
-        return [
-            values[spec] if isinstance(spec, int) else tensor_attr(values[0], spec) for spec in self.weight_specs
-        ]
+        return [values[s] if isinstance(s, int) else tensor_attr(values[0], s) for s in self.weight_specs]
+
+    def present(self, values: tuple[Any, ...], index: tuple[int, ...]) -> list[Any]:
+        return [values[i] for i in index if values[i] is not None]
+
+    def pad_mode(self, module: Any) -> bool:
+        """RMSNorm built with ``x_pad_to_multiple``: the release calls its Triton pad kernel."""
+        state = getattr(module, "__dict__", {})
+        return self.pad_needs is not None and state.get("_fused_pad_kernel") is not None and \
+            bool(state.get("x_pad_to_multiple", 0))  # fmt: skip
 
     def decide(self, values: tuple[Any, ...]) -> tuple[str, Any] | None:
         """``("fallback", reason)``, ``("call", plan)``, or None to pass the call through untouched."""
         x = values[self.x_index]
-        like = [values[i] for i in self.like_present(values)]
-        if not isinstance(x, Tensor) or not all(isinstance(t, Tensor) for t in like):
+        rows = self.present(values, self.rows_index)
+        summed = self.present(values, self.summed_index) if rows else []
+        if not isinstance(x, Tensor) or not all(isinstance(t, Tensor) for t in (*rows, *summed)):
             return None  # not ours to judge: the original behaves as it does
-        c, module = self.target.contract, values[0] if self.is_method else None
+        f, module = self.target.feed, values[0] if self.is_method else None
         if self.kernel_dtypes and (
-            x.dtype not in self.kernel_dtypes or (c.dtype_attr and x.dtype != getattr(module, c.dtype_attr, None))
+            x.dtype not in self.kernel_dtypes or (f.dtype_attr and x.dtype != getattr(module, f.dtype_attr, None))
         ):
             return None  # the entry takes its own native path for these dtypes
         weights = self.weights(values)
         if not all(isinstance(w, Tensor) for w in weights):
             return None
-        if x.dim() == 0:
-            return ("fallback", layout.RANK_ZERO)
-        pad_to = getattr(module, "x_pad_to_multiple", 0)
-        if c.pad and getattr(module, "_fused_pad_kernel", None) is not None and pad_to:
-            # Triton reads both strides and the weight in its own dtype; it only needs n weight elements
-            short = any(w.numel() != x.shape[-1] for w in weights)
-            return ("fallback", layout.HIDDEN_SIZE) if short else None
-        reason = layout.refusal(x, like, weights)
+        done = self.done_rows if rows else self.done_alone
+        if layout.exit_of(x, weights, done):
+            return None  # the release itself returns, or goes to its native path, before any kernel
+        pad = self.pad_mode(module)
+        kernel_needs = self.pad_needs if pad and self.pad_needs is not None else self.needs
+        hidden = getattr(module, "__dict__", {}).get(f.hidden) if f.hidden else None
+        reason = layout.refusal(x, rows, summed, weights, kernel_needs, done, hidden)
         if reason is not None:
             return ("fallback", reason)
-        p = layout.plan(x, like, self.allow_row_stride and not c.keep_rank, c.keep_rank)
-        if all(new is old for new, old in zip(p.tensors, (x, *like), strict=True)):
-            return None
-        return ("call", p)
+        p = layout.plan(x, rows, summed, kernel_needs, done, self.allow_row_stride, f.keep_rank)
+        return None if p is None else ("call", p)
 
     def fallback(self, values: tuple[Any, ...], keywords: dict[str, Any], reason: str) -> Any:
         """The entry's fallback: the module's own method, or a fallback function of this package."""
         if reason == layout.ROWS_EXPAND:
-            shapes = [tuple(values[i].shape) for i in (self.x_index, *self.like_present(values))]
+            shapes = [tuple(values[i].shape) for i in (self.x_index, *self.rows_index) if values[i] is not None]
             raise ValueError(f"{self.target.name}: {reason} (shapes {shapes}); aiter's kernel reads the residual "
                              "with the activation's rows, and the reference path would broadcast")  # fmt: skip
         if self._fallback_fn is None:
@@ -151,7 +143,8 @@ class Guard:
             args = [values[i] for i in self.fallback_index]
             while len(args) > 1 and args[-1] is None:  # the defaults: fits an older native's signature too
                 args.pop()
-            return method(*args)
+            result = method(*args)
+            return pad_like_release(values[0], result) if self.pad_mode(values[0]) else result
         bound = {**dict(zip(self.names, values, strict=False)), **keywords}
         return self._fallback_fn(self.original, bound, reason)
 
@@ -167,10 +160,13 @@ class Guard:
             return self.original(*values, **keywords)
         kind, detail = action
         if kind == "fallback":
+            record(self.target.name, detail)
             return self.fallback(values, keywords, detail)
         new = list(values)
-        for i, t in zip((self.x_index, *self.like_present(values)), detail.tensors, strict=True):
+        given = (self.x_index, *[i for i in (*self.rows_index, *self.summed_index) if values[i] is not None])
+        for i, t in zip(given, detail.tensors, strict=False):
             new[i] = t
+        record(self.target.name, detail.kind)
         result = self.original(*new, **keywords)
         try:
             return detail.restore(result)
@@ -178,26 +174,27 @@ class Guard:
             own_failure(self.target.name, exc)
             return result
 
-    def like_present(self, values: tuple[Any, ...]) -> tuple[int, ...]:
-        return tuple(i for i in self.like_index if values[i] is not None)
+    def per_call_checks(self) -> list[str]:
+        """What this guard checks per call (the contract's needs the release does not meet itself)."""
+        return list(still_needed(self.needs, self.done_alone, self.done_rows))
 
     # -- the function ------------------------------------------------------------
     def build(self) -> Forward:
-        """The guarded function: fast path compiled from the declaration, ``slow`` behind it."""
-        c, name = self.target.contract, self.original.__name__
-        ns: dict[str, Any] = {
-            "_original": self.original,
-            "_slow": self.slow,
-            "_no_keywords": {},
-        }
-        like = tuple(n for n in c.like_x if n in self.names)
-        src = codegen.fast_path_source(name, self.sig, ns, c.x, like, c.weights, self.self_name)
+        """The guarded function: fast path compiled from the contract, ``slow`` behind it."""
+        f, name = self.target.feed, self.original.__name__
+        ns: dict[str, Any] = {"_original": self.original, "_slow": self.slow, "_no_keywords": {}}
+        alone, with_rows = fast_checks(self, self.done_alone), fast_checks(self, self.done_rows, rows=True)
+        rows = tuple(n for n in f.rows if n in self.names)
+        summed = tuple(n for n in f.summed if n in self.names)
+        src = codegen.fast_path_source(name, self.sig, ns, f.x, f.vectors, self.self_name, alone, rows, summed,
+                                       with_rows, f.hidden)  # fmt: skip
         fn = codegen.compile_function(src, ns, name, f"<aiter_norm_guard {self.target.name}>")
         functools.update_wrapper(fn, self.original)
         register(fn, self)
         return fn
 
 
-def make_guarded(original: Forward, target: Target, allow_row_stride: bool = False) -> Forward:
+def make_guarded(original: Forward, target: Target, allow_row_stride: bool = False,
+                 kernels: tuple[Kernel, ...] | None = None, upstream: Upstream | None = None) -> Forward:  # fmt: skip
     """The guarded replacement for ``original`` (a plain function; see :class:`Guard`)."""
-    return Guard(original, target, allow_row_stride).build()
+    return Guard(original, target, allow_row_stride, kernels, upstream).build()

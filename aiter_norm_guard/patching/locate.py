@@ -1,4 +1,5 @@
-"""Find a target in a live module: the attribute, the guard at or beneath it, its aiter branch."""
+"""Find a target in a live module: the attribute, the guard at or beneath it, its aiter branch,
+the kernels it reaches here and what its release checks itself."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import textwrap
 import types
 from typing import Any
 
+from aiter_kernel_contracts.form import Kernel
 from aiter_norm_guard.patching.registry import guard_of
 from aiter_norm_guard.targets import Target, source_scan
+from aiter_norm_guard.targets.fingerprint import fingerprint
+from aiter_norm_guard.targets.upstream import Upstream, upstream_of
 
 
 def resolve(module: types.ModuleType, dotted: str) -> tuple[Any, str, Any]:
@@ -42,13 +46,37 @@ def describe(fn: Any) -> str:
     return f"{code.co_name} ({code.co_filename}:{code.co_firstlineno})"
 
 
-def has_aiter_branch(target: Target, fn: Any) -> bool:
+def source_node(fn: Any) -> ast.FunctionDef | None:
+    """The syntax tree of ``fn``'s own source (beneath any ``functools.wraps`` wrapper), if readable."""
+    try:
+        node = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(fn)))).body[0]
+    except (OSError, TypeError, SyntaxError, IndexError, ValueError):
+        return None
+    return node if isinstance(node, ast.FunctionDef) else None
+
+
+def has_aiter_branch(target: Target, fn: Any, node: ast.FunctionDef | None = None) -> bool:
     """Whether ``fn``'s source reaches the target's aiter bindings (without source: the names its
     code uses, the best evidence left)."""
-    inner = inspect.unwrap(fn)
-    try:
-        node = ast.parse(textwrap.dedent(inspect.getsource(inner))).body[0]
-    except (OSError, TypeError, SyntaxError, IndexError, ValueError):
-        code = getattr(inner, "__code__", None)
+    node = node or source_node(fn)
+    if node is None:
+        code = getattr(inspect.unwrap(fn), "__code__", None)
         return bool(code and set(target.aiter_calls) & set(code.co_names))
-    return isinstance(node, ast.FunctionDef) and source_scan.has_aiter_branch(node, target.aiter_calls)
+    return source_scan.has_aiter_branch(node, target.aiter_calls)
+
+
+def route(target: Target, module: types.ModuleType) -> tuple[Kernel, ...]:
+    """The kernels the entry reaches in this process: a route's when its flag or binding says so."""
+    for r in target.routes:
+        if r.flag is not None and getattr(module, r.flag, False):
+            return r.kernels
+        if r.binding is not None and str(getattr(getattr(module, r.binding, None), "__module__", "")).startswith(
+            r.prefix
+        ):
+            return r.kernels
+    return target.kernels
+
+
+def upstream(target: Target, node: ast.FunctionDef | None) -> Upstream | None:
+    """What the installed release's entry checks itself, if its fingerprint is a release's."""
+    return upstream_of(target.name, fingerprint(node) if node is not None else None)

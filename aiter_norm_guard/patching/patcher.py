@@ -20,9 +20,18 @@ from typing import Any, NamedTuple
 
 from aiter_norm_guard._log import log_once
 from aiter_norm_guard.patching import hooks, instances, reload_hook
-from aiter_norm_guard.patching.locate import describe, find_guard, has_aiter_branch, resolve
+from aiter_norm_guard.patching.locate import (
+    describe,
+    find_guard,
+    has_aiter_branch,
+    resolve,
+    route,
+    source_node,
+    upstream,
+)
 from aiter_norm_guard.patching.registry import guard_of
-from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target
+from aiter_norm_guard.targets import TARGETS, Target
+from aiter_norm_guard.targets.layernorm import LAYERNORM
 
 Forward = Callable[..., Any]
 
@@ -42,6 +51,8 @@ class TargetState:
     beneath: str | None = None
     replaced_by: str | None = None
     instances_rebound: int = 0
+    upstream: str | None = None
+    checks: list[str] | None = None
     error: str | None = None
 
 
@@ -185,13 +196,18 @@ class Patcher:
         if self._recorded(target, owner):
             return  # ours was here and something else replaced it: theirs is not ours to wrap
         st.selected = all(bool(getattr(module, flag, False)) for flag in target.selected_by)
-        st.aiter_branch = has_aiter_branch(target, current)
+        node = source_node(current)
+        st.aiter_branch = has_aiter_branch(target, current, node)
         if not (st.selected and st.aiter_branch):
             return
         try:
-            from aiter_norm_guard.patching.guard import make_guarded  # torch: only once a target's module is imported
+            from aiter_norm_guard.patching.guard import Guard  # torch: only once a target's module is imported
 
-            fn = make_guarded(current, target, allow_row_stride=self.allow_row_stride)
+            up = upstream(target, node)
+            g = Guard(current, target, self.allow_row_stride, route(target, module), up)
+            fn = g.build()
+            st.upstream = up.releases if up else "not a release read here: every check"
+            st.checks = g.per_call_checks()
             setattr(owner, attr, fn)
             if isinstance(owner, type):
                 st.instances_rebound += instances.rebind(owner, target.bound_attrs, current, fn)

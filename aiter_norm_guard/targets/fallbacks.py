@@ -2,6 +2,7 @@
 
 Each is called as ``fallback(original, bound, reason)`` with the entry's arguments by name
 and the :mod:`aiter_norm_guard.contracts.layout` reason the kernel cannot take the call as it is.
+:func:`pad_like_release` gives a native result the shape RMSNorm's ``x_pad_to_multiple`` path returns.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], rea
     """
     x: torch.Tensor = bound["hidden_states"]
     residual = bound.get("residual")
-    if reason == layout.ZERO_ROWS and x.dim() == 2:
+    if reason == layout.ZERO and x.dim() == 2:
         m, n = x.shape
         fp8 = original.__globals__.get("_aiter_fp8_dtype", torch.float8_e4m3fnuz)
         out = torch.empty((m, n), dtype=fp8, device=x.device)
@@ -33,13 +34,23 @@ def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], rea
         if residual is None:
             return (out, scale)
         return (out, scale), torch.empty_like(x)
-    if reason in (layout.WEIGHT_DTYPE, layout.STRIDED_WEIGHT):
+    if reason in (layout.DTYPE, layout.STRIDED_WEIGHT):
         weight = bound["weight"].to(x.dtype).contiguous()
         return original(**{**bound, "weight": weight})
-    if reason in (layout.HIDDEN_SIZE, layout.ROWS_MISMATCH, layout.ROWS_EXPAND):
+    if reason in (layout.HIDDEN_SIZE, layout.ROWS_MISMATCH, layout.ROWS_EXPAND, layout.HOST_TENSOR):
         raise ValueError(
             f"_fused_rmsnorm_fp8_per_token_quant: {reason} (hidden_states {tuple(x.shape)} {x.dtype}, "
             f"weight {tuple(bound['weight'].shape)}, residual "
             f"{None if residual is None else (tuple(residual.shape), residual.dtype)})"
         )
     return original(**bound)
+
+
+def pad_like_release(module: Any, result: Any) -> Any:
+    """``forward_native``'s result as the release's Triton pad path shapes it: the output's last
+    dimension zero-padded up to a multiple of ``module.x_pad_to_multiple``; the residual as is."""
+    multiple = int(module.__dict__.get("x_pad_to_multiple", 0))
+    out = result[0] if isinstance(result, tuple) else result
+    n = out.shape[-1]
+    padded = torch.nn.functional.pad(out, (0, -(-n // multiple) * multiple - n)) if multiple > 0 else out
+    return (padded, *result[1:]) if isinstance(result, tuple) else padded

@@ -1,0 +1,70 @@
+"""The form of a kernel contract: how one aiter kernel reads each tensor it is given.
+
+A :class:`Kernel` is written down once per kernel, from the kernel's own source (cited in
+``source``), and read by both sides: the guard derives what it must check from it
+(:func:`aiter_kernel_contracts.needs.needs`), and the test double indexes memory by it
+(``aiter_norm_guard_emulation``).  Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+#: How a row tensor's hidden size ``n`` is taken (``m`` is then ``numel // n``).
+N_SIZE1 = "size(1)"  # HIP kernels: ``input.size(1)``; a rank-3 tensor is read with the wrong n
+N_LAST = "size(-1)"  # CK kernels and Triton wrappers: the last dimension
+N_WEIGHT = "weight.numel()"  # the custom all-reduce: the weight's length, whatever the input's shape
+#: How rows are found in memory.
+PITCH = "stride(0)"  # row i at data_ptr + i * stride(0), its elements one apart (unit last stride assumed)
+STRIDES = "strides"  # both strides honoured (Triton kernels given stride(0) and stride(1))
+FLAT = "flat"  # numel elements from data_ptr, one apart (a flat copy: contiguity assumed)
+#: How a vector (weight, bias) is typed when read.
+AS_ACTIVATION = "activation"  # the pointer reinterpreted as the activation's dtype, no check
+OWN = "own"  # loaded in its own dtype and converted (Triton ``tl.load(...).to(fp32)``)
+#: What a launch with zero rows does.
+EMPTY_GRID_FAULTS = "invalid configuration argument"  # a HIP launch of a (0, ...) grid
+EMPTY_GRID_SKIPPED = "skipped"  # Triton's launcher returns without launching an empty grid
+
+
+class Rows(NamedTuple):
+    """An activation-like tensor the kernel reads as ``m`` rows of ``n`` elements."""
+
+    n: str = N_SIZE1
+    pitch: str = PITCH
+    dtype: str = AS_ACTIVATION  # AS_ACTIVATION: read as the activation's dtype; OWN: its own
+
+
+class Vector(NamedTuple):
+    """A weight or bias: ``n`` elements read from its pointer (never more, never fewer)."""
+
+    dtype: str = AS_ACTIVATION
+    unit_stride: bool = True  # read one element apart from data_ptr: its own strides ignored
+    checked: tuple[str, ...] = ()  # what the kernel checks itself: "dtype", "length", "contiguous"
+
+
+class Kernel(NamedTuple):
+    """One aiter kernel (or one route of an aiter entry point) as its source reads memory.
+
+    ``rows`` / ``vectors`` name the kernel's arguments; ``same_rows`` lists row arguments the
+    kernel indexes with the first one's ``m`` and ``n`` without checking their shapes.
+    ``dtypes``: activation dtypes it accepts (others raise); ``max_n``: the largest ``n`` it
+    takes (larger raises).  ``rank2``: its Python wrapper unpacks ``m, n = x.shape`` (another
+    rank raises there, before any launch).  ``device``: it dereferences device pointers.
+    """
+
+    name: str
+    source: str
+    rows: tuple[tuple[str, Rows], ...]
+    vectors: tuple[tuple[str, Vector], ...]
+    zero_rows: str = EMPTY_GRID_FAULTS
+    same_rows: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = ("bfloat16", "float16")
+    max_n: int | None = None
+    rank2: bool = False
+    device: bool = True
+
+    def row(self, name: str) -> Rows:
+        return dict(self.rows)[name]
+
+    def vector(self, name: str) -> Vector:
+        return dict(self.vectors)[name]

@@ -1,0 +1,49 @@
+"""The norm layers of ``sglang/srt/layers/layernorm.py`` that hand their tensors to aiter."""
+
+from __future__ import annotations
+
+from aiter_kernel_contracts import norm
+from aiter_norm_guard.targets import Feed, Route, Target
+
+LAYERNORM = "sglang.srt.layers.layernorm"
+_NATIVE_ARGS = ("x", "residual", "post_residual_addition")
+_BOUND = ("_forward_method", "_original_forward_method")
+
+RMSNORM = Target(
+    name="RMSNorm.forward_aiter",
+    module=LAYERNORM,
+    attribute="RMSNorm.forward_aiter",
+    feed=Feed(rows=("residual",), summed=("post_residual_addition",)),
+    kernels=norm.RMSNORM2D,
+    fallback="self.forward_native",
+    fallback_params=_NATIVE_ARGS,
+    selected_by=("_use_aiter",),
+    aiter_calls=("rms_norm", "fused_add_rms_norm"),
+    bound_attrs=_BOUND,
+    routes=(Route((norm.TRITON_RMSNORM, norm.TRITON_ADD_RMSNORM), binding="rms_norm"),),
+    pad=norm.TRITON_ADD_RMSNORM_PAD,
+)
+
+GEMMA_RMSNORM = RMSNORM._replace(  # the same kernels and fallback; the weight it reads is weight + 1
+    name="GemmaRMSNorm.forward_hip",
+    attribute="GemmaRMSNorm.forward_hip",
+    feed=RMSNORM.feed._replace(vectors=("self.gemma_weight|self.weight",)),
+    selected_by=("_use_aiter", "_has_vllm_rms_norm"),
+    pad=None,
+)
+
+LAYER_NORM = Target(
+    name="LayerNorm.forward_hip",
+    module=LAYERNORM,
+    attribute="LayerNorm.forward_hip",
+    feed=Feed(vectors=("self.weight", "self.bias"), hidden="hidden_size", kernel_dtypes=("bfloat16", "float16"),
+              dtype_attr="dtype"),
+    kernels=(norm.CK_LAYERNORM,),
+    fallback="self.forward_native",
+    fallback_params=("x",),
+    selected_by=("_has_aiter_layer_norm",),
+    aiter_calls=("layer_norm",),
+    bound_attrs=_BOUND,
+)
+
+TARGETS = (RMSNORM, GEMMA_RMSNORM, LAYER_NORM)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -41,9 +42,16 @@ CASES += [(v, w, "on") for v, w in (("0.5.10", "launch_server"), ("0.5.11", "ben
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below 50000: sglang derives others from it (0.5.11: the gRPC port, +10000)."""
+    for _ in range(100):
+        port = random.randrange(20000, 50000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def _command(way: str, model: Path) -> list[str]:

@@ -137,3 +137,13 @@ def test_doctor_says_how_to_read_the_interventions() -> None:
     assert "status()['interventions']" in d["interventions"]["in_process"]
     assert d["interventions"]["prometheus"].startswith("aiter_norm_guard_interventions_total{entry,reason}")
     assert "aiter_norm_guard_interventions_total" in cli("doctor").stdout
+
+
+@pytest.mark.parametrize("switch", [None, "0"])
+def test_no_way_found_is_cannot_tell_unless_the_guard_is_off(switch: str | None, tmp_path: Path) -> None:
+    path = _fake_sglang(tmp_path, CALLS, ways=())
+    env = {"PYTHONPATH": path, **({"AITER_NORM_GUARD": switch} if switch else {})}
+    d = as_json(proc := cli("doctor", "--json", release=None, **env))
+    assert proc.returncode == 1 and d["ways"] == []
+    want = "NOT protected: AITER_NORM_GUARD=0 turns" if switch else "cannot tell: no way of starting sglang found"
+    assert d["verdict"].startswith(want), d["verdict"]

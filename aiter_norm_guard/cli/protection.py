@@ -143,11 +143,11 @@ def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) 
     unknown = [r for r in rows if r["protected"] is None]
     good = [r["name"] for r in rows if r["protected"]]
     blocked, env, _ = _routes(ln)
-    if not rows and not env:
-        return "cannot tell: no way of starting sglang found in its sources", False
     if blocked:
         return f"NOT protected: {blocked}; every way of starting sglang runs {', '.join(exposed)} unguarded: " \
             f"{advice(ln)}", False  # fmt: skip
+    if not rows and not env:
+        return "cannot tell: no way of starting sglang found in its sources", False
     if not bad and not unknown:
         how = env or "sglang's plugin loading"
         return f"protected: {', '.join(exposed)}, for every way of starting sglang ({how})", True

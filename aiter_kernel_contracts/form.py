@@ -16,7 +16,8 @@ N_LAST = "size(-1)"  # CK kernels and Triton wrappers: the last dimension
 N_WEIGHT = "weight.numel()"  # the custom all-reduce: the weight's length, whatever the input's shape
 #: How rows are found in memory.
 PITCH = "stride(0)"  # row i at data_ptr + i * stride(0), its elements one apart (unit last stride assumed)
-STRIDES = "strides"  # both strides honoured (Triton kernels given stride(0) and stride(1))
+INPUT_PITCH = "the input's stride(0)"  # as PITCH, but with the first row argument's pitch, not its own
+STRIDES = "strides"  # both strides honoured (Triton kernels given stride(0) and stride(1)), assumed positive
 FLAT = "flat"  # numel elements from data_ptr, one apart (a flat copy: contiguity assumed)
 #: How a vector (weight, bias) is typed when read.
 AS_ACTIVATION = "activation"  # the pointer reinterpreted as the activation's dtype, no check

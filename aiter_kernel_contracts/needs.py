@@ -14,8 +14,10 @@ from aiter_kernel_contracts.form import (
     AS_ACTIVATION,
     EMPTY_GRID_FAULTS,
     FLAT,
+    INPUT_PITCH,
     N_WEIGHT,
     PITCH,
+    STRIDES,
     Kernel,
 )
 
@@ -52,6 +54,7 @@ class Needs(NamedTuple):
     weight_contiguous: bool  # a vector is read one element apart from its pointer
     device: bool  # pointers are dereferenced on the device
     hidden_from_weight: bool  # n is the weight's length (the flat all-reduce read)
+    positive_strides: bool = False  # under ANY: strides assumed positive (Triton's tl.assume): no expanded rows
 
     def names(self) -> tuple[str, ...]:
         """The requirements by name, in :data:`ALL`'s order (weight length: always)."""
@@ -72,7 +75,7 @@ def _layout(kernel: Kernel) -> str:
     pitches = {r.pitch for _, r in kernel.rows}
     if FLAT in pitches:
         return CONTIGUOUS
-    return ROWS if PITCH in pitches else ANY
+    return ROWS if pitches & {PITCH, INPUT_PITCH} else ANY
 
 
 def needs(*kernels: Kernel) -> Needs:
@@ -82,13 +85,14 @@ def needs(*kernels: Kernel) -> Needs:
     vectors = [v for k in kernels for _, v in k.vectors]
     return Needs(
         layout=layout,
-        row_strided=layout == ROWS and all(_layout(k) != CONTIGUOUS for k in kernels),
+        row_strided=layout == ROWS and not any(r.pitch == INPUT_PITCH for k in kernels for _, r in k.rows),
         same_rows=any(k.same_rows for k in kernels),
         nonempty=any(k.zero_rows == EMPTY_GRID_FAULTS for k in kernels),
         weight_dtype=any(v.dtype == AS_ACTIVATION and "dtype" not in v.checked for v in vectors),
         weight_contiguous=any(v.unit_stride and "contiguous" not in v.checked for v in vectors),
         device=any(k.device for k in kernels),
         hidden_from_weight=any(r.n == N_WEIGHT for k in kernels for _, r in k.rows),
+        positive_strides=any(r.pitch == STRIDES for k in kernels for _, r in k.rows),
     )
 
 

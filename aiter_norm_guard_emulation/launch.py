@@ -15,6 +15,7 @@ from aiter_kernel_contracts.form import (
     AS_ACTIVATION,
     EMPTY_GRID_FAULTS,
     FLAT,
+    INPUT_PITCH,
     N_LAST,
     N_SIZE1,
     N_WEIGHT,
@@ -48,6 +49,7 @@ class Launch:
         if kernel.max_n is not None and n > kernel.max_n:
             raise RuntimeError(f"{kernel.name}: not support n: {n} (emulated TORCH_CHECK)")
         self.n, self.m = n, inp.numel() // n
+        self.pitch = inp.stride(0) if inp.dim() else n
         if self.m == 0 and kernel.zero_rows == EMPTY_GRID_FAULTS:
             raise InvalidConfiguration(f"{kernel.name}: HIP error: invalid configuration argument (emulated)")
 
@@ -66,10 +68,15 @@ class Launch:
         typed = (self.dtype if spec.dtype == AS_ACTIVATION else t.dtype) if dtype is None else dtype
         if spec.pitch == PITCH:
             return rows(t, self.m, self.n, name, typed)
+        if spec.pitch == INPUT_PITCH:
+            return rows(t, self.m, self.n, name, typed, pitch=self.pitch)
         if spec.pitch == FLAT:
             return rows(t, self.m, self.n, name, typed, pitch=self.n)
         if t.dim() != 2:  # both strides honoured: only a 2-D tensor has them
             raise ValueError(f"{self.kernel.name}: {name} must be 2-D, got {tuple(t.shape)}")
+        if any(size > 1 and stride <= 0 for size, stride in zip(t.shape, t.stride(), strict=True)):
+            raise MemoryAccessFault(f"{self.kernel.name}: {name} stride {t.stride()} breaks tl.assume(stride > 0): "
+                                    "undefined behaviour (emulated as a fault)")  # fmt: skip
         return rows(t, self.m, self.n, name, typed, pitch=t.stride(0), col=t.stride(1))
 
     def read(self, name: str, t: Tensor) -> Tensor:

@@ -1,18 +1,13 @@
-"""The CPU benchmark suite: the guard's Python overhead beside upstream's fixes, copies, start-up.
+"""The CPU benchmark suite: the guard against each release's own code, per input class, and start-up.
 
     python -P benchmarks/run.py          (scripts/bench.sh does the set-up and uses the wheel venv)
 
-Not a test: nothing here asserts a time.  Each ratio comes from one process, where the floor,
-the guard and the upstream fix were timed interleaved (benchmarks/_worker.py says how):
-
-1. per entry, the guard's overhead on the already-safe path against the cheapest upstream fix
-   (RMSNorm without residual: sglang 0.5.11's prologue; with residual: 0.5.19's, the first
-   that fixes it; Gemma, LayerNorm, the fp8 quant have none upstream: 0.5.11's RMSNorm
-   prologue is the yardstick), target <= 1.5;
-2. weight kinds: a plain-tensor or buffer weight against a Parameter, target <= 1.2;
-3. the floor of each per-call check, where a target is missed;
-4. copies per layout class, guard against the release; interpreter start-up.
-Results: table on stdout, results/bench.md and results/bench.json.
+Not a test: nothing here asserts a time.  For each release (0.5.10, 0.5.16, 0.5.23 by default,
+``BENCH_RELEASES`` to change) one process times the release's own entry and the guard built
+around it, interleaved (``benchmarks/_worker.py`` says how), per input class; and counts the
+copies each makes.  Goals (issue "Exact kernel contracts"): on 0.5.16 and 0.5.23 every class at
+most 1.2x the release (2-D contiguous 1.3x), copies never above the release's, the residual path
+no more than 0.5.19's full fix adds.  Results: stdout, results/bench.md, results/bench.json.
 """
 
 from __future__ import annotations
@@ -27,51 +22,73 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RATIO, CLIFF = 1.5, 1.2
+RELEASES = os.environ.get("BENCH_RELEASES", "0.5.10 0.5.16 0.5.23").split()
+GOAL_RELEASES = ("0.5.16", "0.5.23")
 
 
-def worker(mode: str, release: str) -> dict[str, Any]:
+def worker(release: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
     env.update(AITER_NORM_GUARD="0", PYTHONPATH=str(ROOT / ".envs" / f"sglang-{release}"))
-    proc = subprocess.run([sys.executable, "-P", "-W", "ignore", str(ROOT / "benchmarks" / "_worker.py"), mode,
-                           release], env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-P", "-W", "ignore", str(ROOT / "benchmarks" / "_worker.py"), release],
+                          env=env, capture_output=True, text=True, check=False)  # fmt: skip
     if proc.returncode != 0:
-        raise SystemExit(f"worker {mode} {release} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"worker {release} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def overheads(ns: dict[str, float]) -> dict[str, float]:
-    """``entry | variant`` -> ns above that entry's floor."""
-    return {k: v - ns[k.split(" | ")[0] + " | floor"] for k, v in ns.items() if not k.endswith("| floor")}
+def goal(release: str, name: str) -> float | None:
+    if release not in GOAL_RELEASES:
+        return None
+    return 1.3 if name.endswith(": 2-D contiguous") and name.startswith("RMSNorm:") else 1.2
 
 
-def rows(r11: dict[str, Any], r19: dict[str, Any]) -> list[dict[str, Any]]:
-    o11, o19 = overheads(r11["ns"]), overheads(r19["ns"])
-    inline = o11["RMSNorm Parameter | upstream fix"]
-    out = [
-        ("RMSNorm, no residual", o11["RMSNorm Parameter | guard"], inline, "0.5.11 prologue", "0.5.11"),
-        ("RMSNorm, residual", o19["RMSNorm residual | guard"], o19["RMSNorm residual | upstream fix"],
-         "0.5.19 prologue", "0.5.19"),
-        ("GemmaRMSNorm, no residual", o11["GemmaRMSNorm | guard"], inline, "none upstream; 0.5.11 RMSNorm prologue",
-         "0.5.11"),
-        ("GemmaRMSNorm, residual", o11["GemmaRMSNorm residual | guard"], inline, "as above", "0.5.11"),
-        ("LayerNorm", o11["LayerNorm | guard"], inline, "none upstream; 0.5.11 RMSNorm prologue", "0.5.11"),
-    ]  # fmt: skip
-    if "fp8 quant | guard" in o11:
-        out += [
-            ("fp8 quant, no residual", o11["fp8 quant | guard"], inline, "none in the function; as above", "0.5.11"),
-            ("fp8 quant, residual", o11["fp8 quant residual | guard"], inline, "as above", "0.5.11"),
-        ]
-    return [{"entry": e, "guard_ns": g, "reference_ns": ref, "reference": name, "process": rel, "ratio": g / ref,
-             "met": g / ref <= RATIO} for e, g, ref, name, rel in out]  # fmt: skip
+def rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    ns, release = r["ns"], r["release"]
+    out = []
+    for key in ns:
+        if not key.endswith(" | guard") or key.startswith("ablation") or " weight: " in key:
+            continue
+        name = key.removesuffix(" | guard")
+        own, mine = ns[f"{name} | release"], ns[key]
+        row: dict[str, Any] = {"class": name, "release_ns": own, "guard_ns": mine, "ratio": mine / own}
+        target = goal(release, name)
+        row["goal"], row["met"] = target, None if target is None else mine / own <= target
+        row["copies"] = r["copies"].get(name)
+        out.append(row)
+    return out
 
 
-def cliffs(r11: dict[str, Any]) -> list[dict[str, Any]]:
-    o = overheads(r11["ns"])
-    base = o["RMSNorm Parameter | guard"]
-    return [{"weight": kind, "guard_ns": o[f"RMSNorm {kind} | guard"], "ratio": o[f"RMSNorm {kind} | guard"] / base,
-             "met": o[f"RMSNorm {kind} | guard"] / base <= CLIFF}
-            for kind in ("Parameter", "plain tensor", "buffer") if f"RMSNorm {kind} | guard" in o]  # fmt: skip
+def weight_kinds(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The guard's overhead with a plain-tensor or buffer weight against a Parameter's: no cliff (<= 1.2)."""
+    ns = r["ns"]
+    base = ns["RMSNorm: 2-D contiguous | guard"] - ns["RMSNorm: 2-D contiguous | release"]
+    out = []
+    for kind in ("plain-tensor", "buffer"):
+        key = f"RMSNorm, {kind} weight: 2-D contiguous"
+        if f"{key} | guard" in ns:
+            over = ns[f"{key} | guard"] - ns[f"{key} | release"]
+            out.append({"weight": kind, "overhead_ns": over, "parameter_ns": base, "ratio": over / base})
+    return out
+
+
+def ablation(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The residual path's checks, one at a time around the release's call: ns each adds."""
+    ns, own = r["ns"], r["ns"]["RMSNorm: 2-D with residual | release"]
+    steps = sorted(k for k in ns if k.startswith("ablation "))
+    out, before = [], own
+    for k in steps:
+        out.append({"check": k.split(": ", 1)[1], "adds_ns": ns[k] - before})
+        before = ns[k]
+    return out
+
+
+def residual_fix(r: dict[str, Any]) -> dict[str, float] | None:
+    ns = r["ns"]
+    fix = ns.get("RMSNorm: 2-D with residual | 0.5.19's full fix")
+    if fix is None or tuple(int(p) for p in r["release"].split(".")) >= (0, 5, 19):  # it has the fix itself
+        return None
+    own = ns["RMSNorm: 2-D with residual | release"]
+    return {"guard_adds_ns": ns["RMSNorm: 2-D with residual | guard"] - own, "fix_adds_ns": fix - own}
 
 
 def startup(python: str, env_value: str | None, runs: int = 15) -> float:
@@ -86,48 +103,53 @@ def startup(python: str, env_value: str | None, runs: int = 15) -> float:
     return statistics.median(times) * 1000
 
 
-def render(r: dict[str, Any]) -> str:
-    lines = ["Safe-path Python overhead per call (ns above the floor, one process each, interleaved; 8 x 4096 bf16)",
-             "",
-             "| entry | guard | reference | reference ns | guard / reference | target <= 1.5 |",
-             "| --- | ---: | --- | ---: | ---: | --- |"]  # fmt: skip
-    for row in r["rows"]:
-        met = "met" if row["met"] else "NOT met"
-        lines.append(f"| {row['entry']} | {row['guard_ns']:.0f} | {row['reference']} ({row['process']}) | "
-                     f"{row['reference_ns']:.0f} | {row['ratio']:.2f} | {met} |")  # fmt: skip
-    lines += ["", "Weight kinds (RMSNorm guard overhead against a Parameter weight, target <= 1.2)", "",
-              "| weight | guard ns | ratio | target |", "| --- | ---: | ---: | --- |"]  # fmt: skip
-    lines += [f"| {c['weight']} | {c['guard_ns']:.0f} | {c['ratio']:.2f} | {'met' if c['met'] else 'NOT met'} |"
-              for c in r["cliffs"]]  # fmt: skip
-    lines += ["", "Where the RMSNorm overhead goes: the fast path built up one check at a time around the floor, "
-              "in place (cumulative ns, sglang 0.5.11 process)", "", "| fast path so far | ns | this check |",
-              "| --- | ---: | ---: |"]  # fmt: skip
-    previous = 0.0
-    for k, v in r["checks"].items():
-        lines.append(f"| {k} | {v:.0f} | {v - previous:+.0f} |")
-        previous = v
-    lines += ["", "Copies per call (bytes copied), 64 tokens: guard around 0.5.10's forward_aiter / the release", "",
-              "| layout | " + " | ".join(r["copies"]) + " |", "| --- |" + " ---: |" * len(r["copies"])]  # fmt: skip
-    for layout in next(iter(r["copies"].values())):
-        cells = []
-        for rel in r["copies"]:
-            g, u = r["copies"][rel][layout]["guard"], r["copies"][rel][layout]["release"]
-            cells.append(f"{g['copies']} ({g['copy_bytes']}) / {u['copies']} ({u['copy_bytes']})")
-        lines.append(f"| {layout} | " + " | ".join(cells) + " |")
-    lines += ["", "Interpreter start-up (`python -c pass`, median ms)", ""]
-    lines += [f"- {k}: {v:.1f}" for k, v in r["startup_ms"].items()]
+def _copies(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "-"
+    g, u = c["guard"], c["release"]
+    return f"{g['copies']} ({g['bytes']} B) / {u['copies']} ({u['bytes']} B)"
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"Python time per call, guard vs the release's own entry (kernels: no-ops; {result['shape']} bf16; "
+             "one process per release, interleaved, min of repeats)", ""]  # fmt: skip
+    for release, table in result["tables"].items():
+        lines += [f"### sglang {release}", "", "| class | release ns | guard ns | guard / release | goal | "
+                  "copies guard / release |", "| --- | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
+        for row in table:
+            met = "-" if row["goal"] is None else f"<= {row['goal']}: {'met' if row['met'] else 'NOT met'}"
+            lines.append(f"| {row['class']} | {row['release_ns']:.0f} | {row['guard_ns']:.0f} | {row['ratio']:.2f} | "
+                         f"{met} | {_copies(row['copies'])} |")  # fmt: skip
+        fix = result["residual_fix"].get(release)
+        if fix:
+            lines += ["", f"Residual path: the guard adds {fix['guard_adds_ns']:.0f} ns to {release}'s own call; "
+                      "0.5.19's full fix (its forward_aiter in this process) adds "
+                      f"{fix['fix_adds_ns']:.0f} ns."]  # fmt: skip
+        kinds = result["weight_kinds"].get(release) or []
+        lines += ["", "Weight kinds: the guard's overhead (ns) against a Parameter weight's (no cliff: <= 1.2): "
+                  + "; ".join(f"{k['weight']} {k['overhead_ns']:.0f} / {k['parameter_ns']:.0f} = {k['ratio']:.2f}"
+                              for k in kinds)]  # fmt: skip
+        steps = result["ablation"].get(release) or []
+        if steps and release in GOAL_RELEASES:
+            lines += ["", f"Where the residual path's time goes on {release} (each check added in place, ns):", "",
+                      "| check | ns |", "| --- | ---: |"]  # fmt: skip
+            lines += [f"| `{a['check']}` | {a['adds_ns']:+.0f} |" for a in steps]
+        lines.append("")
+    lines += ["Interpreter start-up (`python -c pass`, median ms)", ""]
+    lines += [f"- {k}: {v:.1f}" for k, v in result["startup_ms"].items()]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    r11, r19 = worker("overhead", "0.5.11"), worker("overhead", "0.5.19")
+    raw = {release: worker(release) for release in RELEASES}
     wheel_py = str(ROOT / ".cache" / "wheel-venv" / "bin" / "python")
     result = {
-        "rows": rows(r11, r19),
-        "cliffs": cliffs(r11),
-        "checks": r11["checks"],
-        "raw_ns": {"0.5.11": r11["ns"], "0.5.19": r19["ns"]},
-        "copies": {rel: worker("copies", rel)["copies"] for rel in ("0.5.10", "0.5.11", "0.5.23")},
+        "shape": "8 x 4096",
+        "tables": {release: rows(r) for release, r in raw.items()},
+        "residual_fix": {release: residual_fix(r) for release, r in raw.items()},
+        "ablation": {release: ablation(r) for release, r in raw.items()},
+        "weight_kinds": {release: weight_kinds(r) for release, r in raw.items()},
+        "raw_ns": {release: r["ns"] for release, r in raw.items()},
         "startup_ms": {
             "absent (no start-up file)": startup(str(ROOT / ".venv" / "bin" / "python"), None),
             "installed, AITER_NORM_GUARD unset": startup(wheel_py, None),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -14,6 +16,11 @@ BF = torch.bfloat16
 def reference(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     xf = x.float()
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * w.float()).to(x.dtype)
+
+
+@pytest.fixture(autouse=True)
+def device_memory(rocm: Any) -> None:
+    """Under the emulation CPU memory plays device memory (the double faults on host pointers)."""
 
 
 @pytest.fixture(params=["legacy", "opus"])
@@ -144,3 +151,42 @@ def test_pad_kernel_reads_both_strides_and_the_weight_in_its_own_dtype() -> None
         k.fused_add_rmsnorm_pad(torch.randn(2, 3, 8, dtype=BF), w, 1e-6, None, 16)  # M, N = x.shape
     with pytest.raises(MemoryAccessFault, match="weight"):
         k.fused_add_rmsnorm_pad(x, torch.randn(4), 1e-6, None, 16)
+
+
+def test_the_double_launches_only_the_contracts_the_guard_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One statement of each kernel: every launch of the double is indexed by a contract object the
+    target table (and so the guard) declares, the very same object."""
+    from aiter_norm_guard.targets import TARGETS
+    from aiter_norm_guard_emulation import launch
+
+    declared = {id(k) for t in TARGETS for k in (*t.kernels, *(k for r in t.routes for k in r.kernels),
+                                                  *((t.pad,) if t.pad else ()))}  # fmt: skip
+    seen: list[object] = []
+    real = launch.Launch.__init__
+
+    def spy(self: launch.Launch, kernel: object, *args: object, **kwargs: object) -> None:
+        seen.append(kernel)
+        real(self, kernel, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(launch.Launch, "__init__", spy)
+    x, w = torch.randn(4, 64, dtype=BF), torch.randn(64, dtype=BF)
+    for build in ("legacy", "opus"):
+        k = AiterKernelDouble(build=build)
+        k.rmsnorm2d_fwd(x, w, 1e-6)
+        if build == "opus":
+            k.rmsnorm2d_fwd(torch.randn(2, 4, 64, dtype=BF), w, 1e-6)
+        k.rmsnorm2d_fwd_with_add(torch.empty_like(x), x, x.clone(), torch.empty_like(x), w, 1e-6)
+    k.layernorm2d_fwd(x, w, w.clone(), 1e-6)
+    k.rmsnorm_quant(torch.empty(4, 64, dtype=torch.float8_e4m3fnuz), x, torch.empty(4), w, 1e-6)
+    k.fused_add_rmsnorm_pad(x, w, 1e-6, x.clone(), 128)
+    assert len(seen) >= 7 and all(id(kernel) in declared for kernel in seen)
+
+
+def test_a_row_strided_input_is_read_through_its_own_pitch_and_an_expanded_one_breaks_triton(
+    k: AiterKernelDouble,
+) -> None:
+    wide = torch.randn(4, 96, dtype=BF)[:, :64]  # HIP and CK read each tensor's own stride(0)
+    w = torch.randn(64, dtype=BF)
+    torch.testing.assert_close(k.rmsnorm2d_fwd(wide, w, 1e-6), reference(wide, w))
+    with pytest.raises(MemoryAccessFault, match="tl.assume"):  # x_stride_m == 0: undefined behaviour
+        k.fused_add_rmsnorm_pad(torch.randn(1, 64, dtype=BF).expand(4, 64), w, 1e-6, None, 128)

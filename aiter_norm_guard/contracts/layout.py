@@ -47,6 +47,10 @@ LAYOUT_COPY = "layout copy"
 VIEW = "view"
 
 
+def _expanded(t: Tensor) -> bool:
+    return any(size > 1 and stride <= 0 for size, stride in zip(t.shape, t.stride(), strict=True))
+
+
 def is_row_strided(t: Tensor) -> bool:
     """2-D, unit last stride, rows that do not overlap: readable through ``stride(0)``."""
     return t.dim() == 2 and t.stride(1) == 1 and t.stride(0) >= t.size(1)
@@ -174,8 +178,11 @@ def plan(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], needs: Nee
     contiguous, never flattened.
     """
     given = (x, *rows, *summed)
-    if needs.layout == ANY:
-        return None
+    if needs.layout == ANY:  # the kernel honours strides; only a zero stride (expanded rows) breaks its assumption
+        if not needs.positive_strides or not any(_expanded(t) for t in (x, *rows)):
+            return None
+        tensors = tuple(t.contiguous() if _expanded(t) else t for t in (x, *rows)) + tuple(summed)
+        return Plan(tensors, x.shape, x.shape, sum(_expanded(t) for t in (x, *rows)))
     rows_fit = ROWS_LAYOUT in done or all(r.is_contiguous() for r in rows)
     if rows_fit and _x_fits(x, needs, done, bool(rows), allow_row_stride):
         return None

@@ -56,7 +56,7 @@ def fast_checks(guard: Any, done: Collection[str], rows: bool = False) -> codege
         weight_dtype=n.weight_dtype and WEIGHT_DTYPE not in done,
         weight_stride=n.weight_contiguous and WEIGHT_STRIDE not in done,
         host_x=n.device and HOST not in done,
-        host_others=n.device,
+        host_others=True,
         rows_like=n.same_rows,
         rows_contiguous=n.layout != ANY and ROWS_LAYOUT not in done,
     )

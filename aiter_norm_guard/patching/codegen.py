@@ -41,6 +41,7 @@ class Checks(NamedTuple):
     rows_like: bool = True  # row tensors: x's shape and dtype
     rows_contiguous: bool = True
     summed_like: bool = True  # summed tensors: x's shape and dtype (their sum then keeps the row's layout)
+    lean_rows: bool = False  # x's layout alone is wrong: fix it inline (a view or one copy), no slow path
 
 
 def _ident(name: str) -> str:
@@ -170,10 +171,13 @@ def fast_path_source(
     summed: tuple[str, ...] = (),
     with_rows: Checks | None = None,
     hidden: str | None = None,
+    lean_guard: str = "",
 ) -> str:
     """The guarded function: the original at once when every check of ``alone`` (no row tensor
     given) or ``with_rows`` (some given) holds, else the slow path.  ``hidden``: the name of the
-    module attribute the entry reshapes ``x`` to, if not ``x``'s last dimension."""
+    module attribute the entry reshapes ``x`` to, if not ``x``'s last dimension.  With
+    ``alone.lean_rows``, a call whose only fault is ``x``'s layout is fixed inline (``_record(copied)``
+    counts it) when ``lean_guard`` (a condition on the module, e.g. no pad path) also holds."""
     params, call, slow_args = signature_text(sig, namespace)
     x = _ident(x)
     rows = tuple(_ident(r) for r in rows)
@@ -185,8 +189,15 @@ def fast_path_source(
         body += weight_lookup(f"_w{i}", spec, self_name)
 
     def branch(checks: Checks, with_rows: tuple[str, ...], with_summed: tuple[str, ...]) -> list[str]:
-        test = " and ".join(_conditions(x, checks, len(weights), with_rows, with_summed, hidden))
-        return ([f"_dt = {x}.dtype"] if "_dt" in test else []) + [f"_safe = {test}"]
+        if checks.lean_rows and checks.x == X_ROWS:  # everything but x's layout first, then the layout
+            test = " and ".join(_conditions(x, checks._replace(x=X_ANY), len(weights), (), (), hidden))
+            layout = _x_conditions(x, checks, None)[2]
+            lines = [f"_ok = {test}", f"_safe = _ok and len(_s) == 2 and {layout}",
+                     f"_rows = _ok and not _safe{lean_guard}"]  # fmt: skip
+        else:
+            test = " and ".join(_conditions(x, checks, len(weights), with_rows, with_summed, hidden))
+            lines = [f"_safe = {test}"]
+        return ([f"_dt = {x}.dtype"] if "_dt" in " ".join(lines) else []) + lines
 
     if rows:
         body += [f"if {' and '.join(f'{r} is None' for r in rows)}:"]
@@ -194,10 +205,18 @@ def fast_path_source(
         body += [f"    {line}" for line in branch(with_rows or alone, rows, summed)]
     else:
         body += branch(alone, (), ())
-    lines = [f"def {_ident(name)}({params}):", "    try:"]
+    lean = alone.lean_rows and alone.x == X_ROWS
+    lines = [f"def {_ident(name)}({params}):"] + (["    _rows = False"] if lean else []) + ["    try:"]
     lines += [f"        {line}" for line in body]
     lines += ["    except Exception:", "        _safe = False"]
-    lines += ["    if _safe:", f"        return _original({call})", f"    return _slow({slow_args})", ""]
+    lines += ["    if _safe:", f"        return _original({call})"]
+    if lean:  # the caller's x as rows: a view if contiguous, else one copy; the result back in its shape
+        call_x = ", ".join("_x" if part == x else part for part in call.split(", "))
+        lines += ["    if _rows:", f"        _c = {x}.is_contiguous()",
+                  f"        _x = {x}.view(-1, _n) if _c else {x}.contiguous().view(-1, _n)",
+                  "        _record(_c)", f"        _r = _original({call_x})",
+                  "        return _r.view(_s) if len(_s) != 2 and _r.shape == _x.shape else _r"]  # fmt: skip
+    lines += [f"    return _slow({slow_args})", ""]
     return "\n".join(lines)
 
 

@@ -182,12 +182,21 @@ class Guard:
     def build(self) -> Forward:
         """The guarded function: fast path compiled from the contract, ``slow`` behind it."""
         f, name = self.target.feed, self.original.__name__
-        ns: dict[str, Any] = {"_original": self.original, "_slow": self.slow, "_no_keywords": {}}
+        target = self.target.name
+
+        def lean_record(view: bool) -> None:
+            record(target, layout.VIEW if view else layout.LAYOUT_COPY)
+
+        ns: dict[str, Any] = {"_original": self.original, "_slow": self.slow, "_record": lean_record}
+        ns["_no_keywords"] = {}
         alone, with_rows = fast_checks(self, self.done_alone), fast_checks(self, self.done_rows, rows=True)
+        lean = self.is_method and not f.keep_rank and self.target.fallback.startswith("self.")
+        alone = alone._replace(lean_rows=lean)
+        lean_guard = f" and {self.self_name}.__dict__.get('_fused_pad_kernel') is None" if self.target.pad else ""
         rows = tuple(n for n in f.rows if n in self.names)
         summed = tuple(n for n in f.summed if n in self.names)
         src = codegen.fast_path_source(name, self.sig, ns, f.x, f.vectors, self.self_name, alone, rows, summed,
-                                       with_rows, f.hidden)  # fmt: skip
+                                       with_rows, f.hidden, lean_guard)  # fmt: skip
         fn = codegen.compile_function(src, ns, name, f"<aiter_norm_guard {self.target.name}>")
         functools.update_wrapper(fn, self.original)
         register(fn, self)

@@ -176,8 +176,9 @@ def ablation(guard: Any, own: Any, m: Any, x: torch.Tensor, res: torch.Tensor) -
 
 def _guardable(target: Any, fn: Any, module: Any) -> bool:
     from aiter_norm_guard.patching.locate import has_aiter_branch
+    from aiter_norm_guard.targets import selected
 
-    return has_aiter_branch(target, fn) and all(getattr(module, f, False) for f in target.selected_by)
+    return has_aiter_branch(target, fn) and selected(target, module)
 
 
 def residual_fix_variants(ln: Any, x: torch.Tensor, res: torch.Tensor) -> dict[str, tuple[Any, tuple[Any, ...]]]:

@@ -188,5 +188,5 @@ def test_a_row_strided_input_is_read_through_its_own_pitch_and_an_expanded_one_b
     wide = torch.randn(4, 96, dtype=BF)[:, :64]  # HIP and CK read each tensor's own stride(0)
     w = torch.randn(64, dtype=BF)
     torch.testing.assert_close(k.rmsnorm2d_fwd(wide, w, 1e-6), reference(wide, w))
-    with pytest.raises(MemoryAccessFault, match="tl.assume"):  # x_stride_m == 0: undefined behaviour
+    with pytest.raises(MemoryAccessFault, match=r"tl\.assume"):  # x_stride_m == 0: undefined behaviour
         k.fused_add_rmsnorm_pad(torch.randn(1, 64, dtype=BF).expand(4, 64), w, 1e-6, None, 128)

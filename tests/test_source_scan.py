@@ -63,3 +63,26 @@ def test_installed_release_report_matches_what_the_patcher_did(layernorm: Any) -
         r = source_scan.entry_report(tree, target.attribute, target.aiter_calls)
         assert r["present"] == states[target.name]["present"], (sglang_version(), target.name)
         assert bool(r["aiter_branch"]) == bool(states[target.name]["patched"]), (sglang_version(), target.name)
+
+
+def test_every_entry_of_a_pinned_release_is_a_release_read_here(layernorm: Any) -> None:
+    """The upstream table knows each guarded entry of every pinned release from 0.5.10 on, so the guard
+    skips exactly what the release checks (an unknown source would get every check: safe, slower)."""
+    from aiter_norm_guard.targets.upstream import upstream_in_source
+    from conftest import version_tuple
+
+    if version_tuple(sglang_version()) < (0, 5, 10):
+        return  # no upstream check of any kind before 0.5.10: every check is right there
+    root = Path(layernorm.__file__).resolve().parents[2]
+    seen = 0
+    for target in TARGETS:
+        path = root.joinpath(*target.module.split(".")[1:]).with_suffix(".py")
+        if not path.is_file():
+            continue
+        tree = source_scan.parse(path.read_text(encoding="utf-8"))
+        if not source_scan.entry_report(tree, target.attribute, target.aiter_calls)["aiter_branch"]:
+            continue
+        digest, row = upstream_in_source(tree, target.name, target.attribute)
+        assert row is not None, (sglang_version(), target.name, digest)
+        seen += 1
+    assert seen >= 1

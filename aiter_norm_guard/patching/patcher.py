@@ -30,7 +30,7 @@ from aiter_norm_guard.patching.locate import (
     upstream,
 )
 from aiter_norm_guard.patching.registry import guard_of
-from aiter_norm_guard.targets import TARGETS, Target
+from aiter_norm_guard.targets import TARGETS, Target, selected
 from aiter_norm_guard.targets.layernorm import LAYERNORM
 
 Forward = Callable[..., Any]
@@ -195,7 +195,7 @@ class Patcher:
             return
         if self._recorded(target, owner):
             return  # ours was here and something else replaced it: theirs is not ours to wrap
-        st.selected = all(bool(getattr(module, flag, False)) for flag in target.selected_by)
+        st.selected = selected(target, module)
         node = source_node(current)
         st.aiter_branch = has_aiter_branch(target, current, node)
         if not (st.selected and st.aiter_branch):

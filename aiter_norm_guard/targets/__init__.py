@@ -56,7 +56,8 @@ class Target(NamedTuple):
     ``pad``: the kernel of RMSNorm's ``x_pad_to_multiple`` path.  ``fallback``:
     ``"self.METHOD"`` calls that method of the module with ``fallback_params`` (those the
     entry has); ``"package.module:function"`` calls ``function(original, bound, reason)``.
-    ``selected_by``: module globals that must all be true for the aiter branch to run;
+    ``selected_by``: module globals that must all be true for the aiter branch to run
+    (``"A|B"``: whichever of them the release defines);
     ``aiter_calls``: the module's aiter bindings that branch calls (checked in the entry's
     source, so a release whose branch calls something else is left alone).  ``bound_attrs``:
     instance attributes that may hold the entry bound before the guard came.
@@ -91,3 +92,8 @@ def _table() -> tuple[Target, ...]:
 TARGETS: tuple[Target, ...] = _table()
 BY_NAME = {t.name: t for t in TARGETS}
 from aiter_norm_guard.targets.layernorm import LAYERNORM as LAYERNORM  # noqa: E402  (every sglang has it)
+
+
+def selected(target: Target, module: object) -> bool:
+    """Whether ``module``'s globals select the target's aiter branch (see ``Target.selected_by``)."""
+    return all(any(getattr(module, name, False) for name in flag.split("|")) for flag in target.selected_by)

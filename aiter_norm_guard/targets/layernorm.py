@@ -46,4 +46,17 @@ LAYER_NORM = Target(
     bound_attrs=_BOUND,
 )
 
-TARGETS = (RMSNORM, GEMMA_RMSNORM, LAYER_NORM)
+DIFFUSION_RMSNORM = Target(  # the diffusion runtime's own RMSNorm (0.5.12+): the same aiter kernels
+    name="multimodal_gen RMSNorm.forward_aiter",
+    module="sglang.multimodal_gen.runtime.layers.layernorm",
+    attribute="RMSNorm.forward_aiter",
+    feed=Feed(rows=("residual",)),
+    kernels=norm.RMSNORM2D,
+    fallback="self.forward_native",
+    fallback_params=("x", "residual"),
+    selected_by=("USE_AITER|_use_aiter",),
+    aiter_calls=("rms_norm", "fused_add_rms_norm"),
+    bound_attrs=("_forward_method",),
+)
+
+TARGETS = (RMSNORM, GEMMA_RMSNORM, LAYER_NORM, DIFFUSION_RMSNORM)

@@ -10,6 +10,7 @@ are the first release's).
 
 from __future__ import annotations
 
+import ast
 from typing import NamedTuple
 
 from aiter_kernel_contracts.needs import (
@@ -22,6 +23,8 @@ from aiter_kernel_contracts.needs import (
     X_RESHAPED,
     ZERO_ROWS,
 )
+from aiter_norm_guard.targets import source_scan
+from aiter_norm_guard.targets.fingerprint import fingerprint
 
 
 class Upstream(NamedTuple):
@@ -72,6 +75,12 @@ UPSTREAM: dict[str, dict[str, Upstream]] = {
         "db27ae5a1d9551f8": _same("0.5.11 - 0.5.23", frozenset({X_RESHAPED}),
                                   "x.reshape(-1, self.hidden_size) (:532): a view where one exists, strides kept"),
     },
+    "multimodal_gen RMSNorm.forward_aiter": {
+        "b8db1f7f8a9c921a": _same("0.5.12 - 0.5.23", frozenset({X_LAYOUT, ROWS_LAYOUT, WEIGHT_DTYPE}),
+                                  "x and residual reshaped to (-1, n) and made contiguous, the weight cast to x's "
+                                  "dtype, non-fp16/bf16 x to forward_native (multimodal_gen layernorm.py, 0.5.12 "
+                                  ":189-228)"),
+    },
     "communicator._fused_rmsnorm_fp8_per_token_quant": {
         "f85b2f124c284213": _same("0.5.11 - 0.5.18", _NONE, "no check (:124 M, N = x.shape)"),
         "c5eb9ba2ddb0ce67": _same("0.5.19 - 0.5.20", _NONE, "no check (gfx1250: Triton group quant)"),
@@ -85,3 +94,10 @@ UPSTREAM: dict[str, dict[str, Upstream]] = {
 def upstream_of(target: str, fingerprint: str | None) -> Upstream | None:
     """The release row whose entry has this fingerprint, or None (then the guard checks everything)."""
     return UPSTREAM.get(target, {}).get(fingerprint or "")
+
+
+def upstream_in_source(tree: ast.Module, target: str, attribute: str) -> tuple[str | None, Upstream | None]:
+    """The fingerprint of ``attribute`` in a module's parsed source, and its release row (doctor, tests)."""
+    node = source_scan.find(tree, attribute)
+    digest = fingerprint(node) if node is not None else None
+    return digest, upstream_of(target, digest)

@@ -60,7 +60,7 @@ TRITON_MXFP4_QUANT = Kernel(
     rows=(("x1", _MXFP4_ROWS), ("x2", _MXFP4_ROWS), ("res1", _MXFP4_ROWS)),
     vectors=(("x1_weight", Vector(dtype=OWN)), ("x2_weight", Vector(dtype=OWN))),
     zero_rows=EMPTY_GRID_SKIPPED,
-    same_rows=("res1",),
+    same_rows=("x2", "res1"),
     dtypes=(),
     rank2=True,
 )

@@ -28,12 +28,15 @@ Tensor = torch.Tensor
 
 
 class Launch:
-    """One launch of ``kernel`` on ``inp`` (its first row argument): ``m``, ``n`` and the reads."""
+    """One launch of ``kernel`` on ``inp`` (its first row argument, or the row argument ``arg``):
+    ``m``, ``n`` and the reads.  ``m``: the row count the kernel takes from another tensor (the
+    first of several pairs), if not ``inp``'s own."""
 
-    def __init__(self, kernel: Kernel, inp: Tensor, weight: Tensor | None = None, **tensors: Tensor | None) -> None:
+    def __init__(self, kernel: Kernel, inp: Tensor, weight: Tensor | None = None, arg: str | None = None,
+                 m: int | None = None, **tensors: Tensor | None) -> None:  # fmt: skip
         self.kernel = kernel
         self.dtype = inp.dtype
-        spec = kernel.rows[0][1]
+        spec = kernel.rows[0][1] if arg is None else kernel.row(arg)
         self._device(inp, weight, *tensors.values())
         if kernel.dtypes and str(inp.dtype).removeprefix("torch.") not in kernel.dtypes:
             raise RuntimeError(f"{kernel.name}: not support output type: {inp.dtype} (emulated TORCH_CHECK)")
@@ -48,7 +51,7 @@ class Launch:
             raise KernelCrash(f"{kernel.name}: Floating point exception (emulated): m = numel / n with n == 0")
         if kernel.max_n is not None and n > kernel.max_n:
             raise RuntimeError(f"{kernel.name}: not support n: {n} (emulated TORCH_CHECK)")
-        self.n, self.m = n, inp.numel() // n
+        self.n, self.m = n, inp.numel() // n if m is None else m
         self.pitch = inp.stride(0) if inp.dim() else n
         if self.m == 0 and kernel.zero_rows == EMPTY_GRID_FAULTS:
             raise InvalidConfiguration(f"{kernel.name}: HIP error: invalid configuration argument (emulated)")

@@ -12,13 +12,16 @@ selftest use it.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from aiter_norm_guard_emulation.fused import FusedDouble, QuantType
 from aiter_norm_guard_emulation.kernel import AiterKernelDouble
 
 EMULATED_HIP_VERSION = "6.3.0-emulated"
@@ -30,18 +33,36 @@ class _DeviceProperties:
     name = "AMD Instinct MI300X (emulated)"
 
 
-AITER_MODULES = (
-    "aiter",
-    "aiter.ops",
-    "aiter.ops.rmsnorm",
-    "aiter.ops.triton",
-    "aiter.ops.triton.fused_add_rmsnorm_pad",
-)
+#: Where aiter keeps each function sglang's norm entries import, by module (the double's name after ':').
+LAYOUT = {
+    "aiter": ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add", "layernorm2d_fwd"),
+    "aiter.ops": (),
+    "aiter.ops.rmsnorm": ("rmsnorm_quant", "add_rmsnorm_quant", "rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add"),
+    "aiter.ops.enum": (),
+    "aiter.ops.fused_qk_norm_rope_cache_quant": ("fused_qk_rmsnorm",),
+    "aiter.ops.fused_qk_rmsnorm_group_quant": ("fused_qk_rmsnorm:fused_qk_rmsnorm_unified",),
+    "aiter.ops.triton": (),
+    "aiter.ops.triton.fused_add_rmsnorm_pad": ("fused_add_rmsnorm_pad",),
+    "aiter.ops.triton.fused_fp8_quant": ("fused_rms_fp8_group_quant",),
+    "aiter.ops.triton.fused_mxfp4_quant": ("fused_rms_mxfp4_quant",),
+}
+AITER_MODULES = tuple(LAYOUT)
+
+
+def _as_aiters(fn: Callable[..., object], module: str, name: str) -> Callable[..., object]:
+    """``fn`` as aiter's own function: a plain function of ``module`` with ``fn``'s signature."""
+
+    def aiter_function(*args: object, **kwargs: object) -> object:
+        return fn(*args, **kwargs)
+
+    aiter_function.__module__, aiter_function.__name__, aiter_function.__qualname__ = module, name, name
+    aiter_function.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return aiter_function
 
 
 def _aiter_modules(kernels: AiterKernelDouble) -> dict[str, types.ModuleType]:
     """``aiter`` and the submodules sglang's norm entries import from, backed by ``kernels``."""
-    fns = kernels.functions()
+    fused = FusedDouble(kernels)
     mods = {name: types.ModuleType(name) for name in AITER_MODULES}
     for name, mod in mods.items():
         mod.__doc__ = f"aiter_norm_guard emulation ({kernels.build} build): memory-faithful norm kernel double"
@@ -50,13 +71,12 @@ def _aiter_modules(kernels: AiterKernelDouble) -> dict[str, types.ModuleType]:
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(mods[parent], child, mod)
-    top = mods["aiter"]
-    top.__version__ = "0.1.17+emulated" if kernels.build == "legacy" else "0.1.18+emulated"  # type: ignore[attr-defined]
-    for fn in ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add", "layernorm2d_fwd"):
-        setattr(top, fn, fns[fn])
-    for fn in ("rmsnorm_quant", "add_rmsnorm_quant", "rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add"):
-        setattr(mods["aiter.ops.rmsnorm"], fn, fns[fn])
-    mods["aiter.ops.triton.fused_add_rmsnorm_pad"].fused_add_rmsnorm_pad = fns["fused_add_rmsnorm_pad"]  # type: ignore[attr-defined]
+        for entry in LAYOUT[name]:
+            public, _, own = entry.partition(":")
+            fn = getattr(kernels, own or public, None) or getattr(fused, own or public)
+            setattr(mod, public, _as_aiters(fn, name, public))
+    mods["aiter"].__version__ = "0.1.17+emulated" if kernels.build == "legacy" else "0.1.18+emulated"  # type: ignore[attr-defined]
+    mods["aiter.ops.enum"].QuantType = QuantType  # type: ignore[attr-defined]
     return mods
 
 

@@ -42,12 +42,14 @@ HIDDEN_SIZE = "hidden size"
 STRIDED_WEIGHT = "strided weight"
 ROWS_MISMATCH = "residual shape or dtype"
 ROWS_EXPAND = "residual would broadcast the activation to more rows"
+#: A layout the kernel cannot read, where the entry's caller has its own route for that (the all-reduce fusion).
+LAYOUT_DECLINED = "layout the kernel cannot read"
 #: How a layout was fixed (the guard counts these too).
 LAYOUT_COPY = "layout copy"
 VIEW = "view"
 
 
-def _expanded(t: Tensor) -> bool:
+def expanded(t: Tensor) -> bool:
     return any(size > 1 and stride <= 0 for size, stride in zip(t.shape, t.stride(), strict=True))
 
 
@@ -179,10 +181,10 @@ def plan(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], needs: Nee
     """
     given = (x, *rows, *summed)
     if needs.layout == ANY:  # the kernel honours strides; only a zero stride (expanded rows) breaks its assumption
-        if not needs.positive_strides or not any(_expanded(t) for t in (x, *rows)):
+        if not needs.positive_strides or not any(expanded(t) for t in (x, *rows)):
             return None
-        tensors = tuple(t.contiguous() if _expanded(t) else t for t in (x, *rows)) + tuple(summed)
-        return Plan(tensors, x.shape, x.shape, sum(_expanded(t) for t in (x, *rows)))
+        tensors = tuple(t.contiguous() if expanded(t) else t for t in (x, *rows)) + tuple(summed)
+        return Plan(tensors, x.shape, x.shape, sum(expanded(t) for t in (x, *rows)))
     rows_fit = ROWS_LAYOUT in done or all(r.is_contiguous() for r in rows)
     if rows_fit and _x_fits(x, needs, done, bool(rows), allow_row_stride):
         return None

@@ -23,8 +23,8 @@ import torch
 
 from aiter_kernel_contracts.form import Kernel
 from aiter_kernel_contracts.needs import needs, still_needed
-from aiter_norm_guard.contracts import layout
-from aiter_norm_guard.patching import codegen
+from aiter_norm_guard.contracts import layout, pairs
+from aiter_norm_guard.patching import codegen, pair_codegen
 from aiter_norm_guard.patching.checks import fast_checks, own_failure, record, tensor_attr
 from aiter_norm_guard.patching.registry import guard_of, original_of, register
 from aiter_norm_guard.targets import Target
@@ -62,7 +62,8 @@ class Guard:
         self.x_index = names.index(f.x)
         self.rows_index = tuple(names.index(n) for n in f.rows if n in names)
         self.summed_index = tuple(names.index(n) for n in f.summed if n in names)
-        self.weight_specs = tuple(self._weight_spec(w, names) for w in f.vectors)
+        self.pair_index = tuple((names.index(t), names.index(w)) for t, w in f.pairs if t in names and w in names)
+        self.weight_specs = tuple(self._weight_spec(w, names) for w in (f.vectors if not f.pairs else ()))
         self.kernel_dtypes = tuple(getattr(torch, d) for d in f.kernel_dtypes)
         self.fallback_index = tuple(names.index(n) for n in target.fallback_params if n in names)
         self._fallback_fn = self._resolve_fallback(target.fallback)
@@ -105,8 +106,34 @@ class Guard:
         return self.pad_needs is not None and state.get("_fused_pad_kernel") is not None and \
             bool(state.get("x_pad_to_multiple", 0))  # fmt: skip
 
+    def tensor_indices(self, values: tuple[Any, ...]) -> list[int]:
+        """Where the tensors of a plan go, in its order: every pair's rows (or x), then the present rows,
+        then (with rows) the summed tensors."""
+        if self.pair_index:
+            return [t for t, _ in self.pair_index if values[t] is not None] + [
+                i for i in self.rows_index if values[i] is not None]  # fmt: skip
+        rows = [i for i in self.rows_index if values[i] is not None]
+        return [self.x_index, *rows, *([i for i in self.summed_index if values[i] is not None] if rows else [])]
+
+    def decide_pairs(self, values: tuple[Any, ...]) -> tuple[str, Any] | None:
+        """:meth:`decide` for entries of ``(rows, weight)`` pairs."""
+        given = [(values[t], values[w]) for t, w in self.pair_index if values[t] is not None]
+        rows = self.present(values, self.rows_index)
+        if not given or not all(isinstance(t, Tensor) for pair in given for t in pair) or \
+                not all(isinstance(r, Tensor) for r in rows):  # fmt: skip
+            return None
+        reason = pairs.refusal(given, rows, self.needs)
+        if reason is not None:
+            return ("fallback", reason)
+        p = pairs.plan([t for t, _ in given] + rows, self.needs)
+        if p is not None and not self.target.feed.refit:
+            return ("fallback", layout.LAYOUT_DECLINED)
+        return None if p is None else ("call", p)
+
     def decide(self, values: tuple[Any, ...]) -> tuple[str, Any] | None:
         """``("fallback", reason)``, ``("call", plan)``, or None to pass the call through untouched."""
+        if self.pair_index:
+            return self.decide_pairs(values)
         x = values[self.x_index]
         rows = self.present(values, self.rows_index)
         summed = self.present(values, self.summed_index) if rows else []
@@ -130,6 +157,8 @@ class Guard:
         if reason is not None:
             return ("fallback", reason)
         p = layout.plan(x, rows, summed, kernel_needs, done, self.allow_row_stride, f.keep_rank)
+        if p is not None and not f.refit:
+            return ("fallback", layout.LAYOUT_DECLINED)
         return None if p is None else ("call", p)
 
     def fallback(self, values: tuple[Any, ...], keywords: dict[str, Any], reason: str) -> Any:
@@ -163,8 +192,7 @@ class Guard:
             record(self.target.name, detail)
             return self.fallback(values, keywords, detail)
         new = list(values)
-        given = (self.x_index, *[i for i in (*self.rows_index, *self.summed_index) if values[i] is not None])
-        for i, t in zip(given, detail.tensors, strict=False):
+        for i, t in zip(self.tensor_indices(values), detail.tensors, strict=False):
             new[i] = t
         record(self.target.name, detail.kind)
         result = self.original(*new, **keywords)
@@ -183,6 +211,11 @@ class Guard:
         """The guarded function: fast path compiled from the contract, ``slow`` behind it."""
         f, name = self.target.feed, self.original.__name__
         target = self.target.name
+        if self.pair_index:
+            ns = {"_original": self.original, "_slow": self.slow, "_no_keywords": {}}
+            rows = tuple(n for n in f.rows if n in self.names)
+            src = pair_codegen.pairs_fast_path_source(name, self.sig, ns, f.pairs, rows, self.needs)
+            return self._compiled(src, ns, name)
 
         def lean_record(view: bool) -> None:
             record(target, layout.VIEW if view else layout.LAYOUT_COPY)
@@ -192,11 +225,17 @@ class Guard:
         alone, with_rows = fast_checks(self, self.done_alone), fast_checks(self, self.done_rows, rows=True)
         lean = self.is_method and not f.keep_rank and self.target.fallback.startswith("self.")
         alone = alone._replace(lean_rows=lean)
-        lean_guard = f" and {self.self_name}.__dict__.get('_fused_pad_kernel') is None" if self.target.pad else ""
+        lean_guard = " and _guard.enabled"  # uninstalled: the caller's own layout goes to sglang unchanged
+        if self.target.pad is not None:
+            lean_guard += f" and {self.self_name}.__dict__.get('_fused_pad_kernel') is None"
+        ns["_guard"] = self
         rows = tuple(n for n in f.rows if n in self.names)
         summed = tuple(n for n in f.summed if n in self.names)
         src = codegen.fast_path_source(name, self.sig, ns, f.x, f.vectors, self.self_name, alone, rows, summed,
                                        with_rows, f.hidden, lean_guard)  # fmt: skip
+        return self._compiled(src, ns, name)
+
+    def _compiled(self, src: str, ns: dict[str, Any], name: str) -> Forward:
         fn = codegen.compile_function(src, ns, name, f"<aiter_norm_guard {self.target.name}>")
         functools.update_wrapper(fn, self.original)
         register(fn, self)

@@ -57,7 +57,9 @@ def source_node(fn: Any) -> ast.FunctionDef | None:
 
 def has_aiter_branch(target: Target, fn: Any, node: ast.FunctionDef | None = None) -> bool:
     """Whether ``fn``'s source reaches the target's aiter bindings (without source: the names its
-    code uses, the best evidence left)."""
+    code uses, the best evidence left).  A binding target's: aiter's own function, or a wrapper of it."""
+    if target.binding and str(getattr(inspect.unwrap(fn), "__module__", "")).split(".")[0] == "aiter":
+        return True
     node = node or source_node(fn)
     if node is None:
         code = getattr(inspect.unwrap(fn), "__code__", None)

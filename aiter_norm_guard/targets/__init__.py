@@ -26,6 +26,10 @@ class Feed(NamedTuple):
     ``keep_rank``: the entry unpacks a 2-D shape itself, so tensors are only made contiguous.
     ``kernel_dtypes`` / ``dtype_attr``: the entry reaches a kernel only for these activation
     dtypes, equal to this module attribute; other calls are the release's own native path.
+    ``pairs``: ``(rows, weight)`` parameters normalized each with its own width (MLA's q and k,
+    the Triton quant's two inputs); the first pair's rows are ``x``, and the others are read
+    with its row count.  ``refit=False``: a layout the kernel cannot read goes to the fallback
+    too, never to a copy (the all-reduce fusion, whose caller has an unfused route).
     """
 
     x: str = "x"
@@ -36,6 +40,8 @@ class Feed(NamedTuple):
     keep_rank: bool = False
     kernel_dtypes: tuple[str, ...] = ()
     dtype_attr: str | None = None
+    pairs: tuple[tuple[str, str], ...] = ()
+    refit: bool = True
 
 
 class Route(NamedTuple):
@@ -59,8 +65,10 @@ class Target(NamedTuple):
     ``selected_by``: module globals that must all be true for the aiter branch to run
     (``"A|B"``: whichever of them the release defines);
     ``aiter_calls``: the module's aiter bindings that branch calls (checked in the entry's
-    source, so a release whose branch calls something else is left alone).  ``bound_attrs``:
-    instance attributes that may hold the entry bound before the guard came.
+    source, so a release whose branch calls something else is left alone).  ``binding``: the
+    entry is a module global bound to aiter's function (or to sglang's wrapper of it) only
+    where aiter is selected: present means selected.  ``bound_attrs``: instance attributes that
+    may hold the entry bound before the guard came.
     """
 
     name: str
@@ -75,6 +83,7 @@ class Target(NamedTuple):
     bound_attrs: tuple[str, ...] = ()
     routes: tuple[Route, ...] = ()
     pad: Kernel | None = None
+    binding: bool = False
 
     @property
     def kernel(self) -> str:
@@ -84,9 +93,9 @@ class Target(NamedTuple):
 
 
 def _table() -> tuple[Target, ...]:
-    from aiter_norm_guard.targets import fused_quant, layernorm
+    from aiter_norm_guard.targets import allreduce, attention, fused_quant, layernorm
 
-    return (*layernorm.TARGETS, *fused_quant.TARGETS)
+    return (*layernorm.TARGETS, *fused_quant.TARGETS, *allreduce.TARGETS, *attention.TARGETS)
 
 
 TARGETS: tuple[Target, ...] = _table()

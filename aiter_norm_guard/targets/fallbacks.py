@@ -54,3 +54,28 @@ def pad_like_release(module: Any, result: Any) -> Any:
     n = out.shape[-1]
     padded = torch.nn.functional.pad(out, (0, -(-n // multiple) * multiple - n)) if multiple > 0 else out
     return (padded, *result[1:]) if isinstance(result, tuple) else padded
+
+
+def decline(original: Callable[..., Any], bound: dict[str, Any], reason: str) -> None:
+    """The all-reduce fusion's own answer when it cannot run: None (its callers take the unfused route)."""
+    return None
+
+
+def qk_rmsnorm_native(original: Callable[..., Any], bound: dict[str, Any], reason: str) -> Any:
+    """``fused_qk_rmsnorm_bf16(q, q_weight, q_eps, k, k_weight, k_eps) -> (q_out, k_out)`` computed
+    as sglang's ``RMSNorm.forward_native`` does (``cast_x_before_out_mul`` off): in fp32, each of
+    q and k with its own weight and epsilon; contiguous results, as the kernel's."""
+
+    def norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+        s = x.contiguous().to(torch.float32)
+        s = s * torch.rsqrt(s.pow(2).mean(dim=-1, keepdim=True) + eps)
+        return (s * w).to(x.dtype)
+
+    return norm(bound["q"], bound["q_weight"], bound["q_eps"]), norm(bound["k"], bound["k_weight"], bound["k_eps"])
+
+
+def quant_refusal(original: Callable[..., Any], bound: dict[str, Any], reason: str) -> Any:
+    """aiter's Triton fused RMSNorm + quant has no native path in sglang: a clear error instead of a
+    kernel that would read past a weight or a row tensor (or dereference host memory)."""
+    shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in bound.items() if isinstance(v, torch.Tensor)}
+    raise ValueError(f"{getattr(original, '__name__', 'fused RMSNorm + quant')}: {reason} ({shapes})")

@@ -23,4 +23,40 @@ ADD_NORM_QUANT = COMMUNICATOR_QUANT._replace(
     module="sglang.srt.layers.layer_boundary.residual.add_norm",
 )
 
-TARGETS = (COMMUNICATOR_QUANT, ADD_NORM_QUANT)
+_TRITON_QUANT_MODULES = {  # where sglang binds aiter's Triton fused (add +) RMSNorm + quant, as a module global
+    "communicator": "sglang.srt.layers.communicator",  # 0.5.10 - 0.5.20
+    "add_norm": "sglang.srt.layers.layer_boundary.residual.add_norm",  # 0.5.21+
+    "forward_mha": "sglang.srt.models.deepseek_common.attention_forward_methods.forward_mha",  # - 0.5.17
+    "forward_mha_rocm": "sglang.srt.models.deepseek_common.attention_forward_methods.forward_mha_rocm",  # 0.5.18+
+    "forward_mla": "sglang.srt.models.deepseek_common.attention_forward_methods.forward_mla",  # - 0.5.17
+    "forward_mla_rocm": "sglang.srt.models.deepseek_common.attention_forward_methods.forward_mla_rocm",  # 0.5.18+
+    "deepseek_v4": "sglang.srt.models.deepseek_v4",  # 0.5.13+
+}
+
+
+def _triton_quant(short: str, module: str, attribute: str, kernel: object, first: str, second: str) -> Target:
+    return Target(
+        name=f"{short}.{attribute}",
+        module=module,
+        attribute=attribute,
+        feed=Feed(x=first, rows=("res1",), pairs=((first, f"{first}_weight"), (second, f"{second}_weight"))),
+        kernels=(kernel,),  # type: ignore[arg-type]
+        fallback="aiter_norm_guard.targets.fallbacks:quant_refusal",
+        fallback_params=(),
+        selected_by=(),
+        aiter_calls=(),
+        binding=True,
+    )
+
+
+TRITON_QUANT = tuple(
+    _triton_quant(short, module, attribute, kernel, first, second)
+    for short, module in _TRITON_QUANT_MODULES.items()
+    for attribute, kernel, first, second in (
+        ("fused_rms_fp8_group_quant", quant.TRITON_FP8_GROUP_QUANT, "inp1", "inp2"),
+        ("fused_rms_mxfp4_quant", quant.TRITON_MXFP4_QUANT, "x1", "x2"),
+    )
+    if not (short == "deepseek_v4" and attribute == "fused_rms_mxfp4_quant")  # V4 binds the fp8 one only
+)
+
+TARGETS = (COMMUNICATOR_QUANT, ADD_NORM_QUANT, *TRITON_QUANT)

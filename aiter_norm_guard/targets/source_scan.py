@@ -75,9 +75,13 @@ def aiter_branch(fn: ast.FunctionDef) -> ast.FunctionDef:
 
 
 def calls(fn: ast.AST, names: tuple[str, ...]) -> bool:
-    """Whether ``fn`` calls one of ``names`` (plain names: the module's aiter bindings)."""
+    """Whether ``fn`` calls one of ``names``: the module's aiter bindings (plain names), or methods of
+    an aiter object it holds (``ca_comm.custom_fused_ar_rms``)."""
     return any(
-        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in names for n in ast.walk(fn)
+        isinstance(n, ast.Call)
+        and ((isinstance(n.func, ast.Name) and n.func.id in names)
+             or (isinstance(n.func, ast.Attribute) and n.func.attr in names))
+        for n in ast.walk(fn)
     )
 
 

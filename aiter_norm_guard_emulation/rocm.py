@@ -29,8 +29,9 @@ EMULATED_ARCH = "gfx942:sramecc+:xnack-"
 
 
 class _DeviceProperties:
-    gcnArchName = EMULATED_ARCH
-    name = "AMD Instinct MI300X (emulated)"
+    def __init__(self, arch: str) -> None:
+        self.gcnArchName = arch
+        self.name = f"AMD Instinct {'MI355X' if arch.startswith('gfx950') else 'MI300X'} (emulated)"
 
 
 #: Where aiter keeps each function sglang's norm entries import, by module (the double's name after ':').
@@ -123,8 +124,10 @@ def _emulated_is_cuda(t: torch.Tensor) -> bool:
 class EmulatedRocm:
     """Context manager: ROCm + aiter as sglang's layernorm module sees them at import."""
 
-    def __init__(self, kernels: AiterKernelDouble | None = None) -> None:
+    def __init__(self, kernels: AiterKernelDouble | None = None, arch: str = EMULATED_ARCH) -> None:
+        """``arch``: the GPU sglang is told it runs on (``gfx950...`` selects its gfx95 branches)."""
         self.kernels = kernels if kernels is not None else AiterKernelDouble()
+        self.arch = arch
         self._saved: dict[str, Any] = {}
 
     def __enter__(self) -> EmulatedRocm:
@@ -151,7 +154,7 @@ class EmulatedRocm:
             vllm = _vllm_ops_module()
             sys.modules["vllm"], sys.modules["vllm._custom_ops"] = vllm, vllm._custom_ops
         if not torch.cuda.is_available():
-            torch.cuda.get_device_properties = lambda *a, **k: _DeviceProperties()  # type: ignore[assignment]
+            torch.cuda.get_device_properties = lambda *a, **k: _DeviceProperties(self.arch)  # type: ignore[assignment]
         if cpu_mod is not None and self._saved["amx"] is None:
             # sglang 0.4.10 asks this of torch at import; torch 2.14 no longer has it.
             cpu_mod._is_amx_tile_supported = lambda: False

@@ -57,7 +57,10 @@ def _as_aiters(fn: Callable[..., object], module: str, name: str) -> Callable[..
         return fn(*args, **kwargs)
 
     aiter_function.__module__, aiter_function.__name__, aiter_function.__qualname__ = module, name, name
-    aiter_function.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    try:
+        aiter_function.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):  # a callable without one: (*args, **kwargs) it is
+        pass
     return aiter_function
 
 

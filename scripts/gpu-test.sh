@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU tests and timings through real sglang releases, on a CUDA machine with torch, triton, wrapt,
 # transformers and pytest (no registry needed). Build what it carries first, here:
-#   .venv/bin/python scripts/gpu_bundle.py      # .gpu/: trimmed sglang 0.5.10 + 0.5.15, the rest as wheels
+#   GPU_RELEASES="0.5.10 0.5.23" GPU_OWN_TRANSFORMERS= .venv/bin/python scripts/gpu_bundle.py   # .gpu/
 #   bash scripts/gpu-test.sh                    # there; logs, memcheck output and timings to $OUT or results/gpu
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ BASE="/tmp/site:$PWD/.gpu/common:$PWD:$PWD/tests/gpu"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)' | tee -a "$OUT/gpu.txt"
 rc=0
-for R in ${GPU_RELEASES:-0.5.10 0.5.15}; do
+for R in ${GPU_RELEASES:-0.5.10 0.5.23}; do
   echo "== sglang $R"
   own=""
   if [ -d ".gpu/wheels-$R" ]; then  # this release's own transformers pin
@@ -23,6 +23,17 @@ for R in ${GPU_RELEASES:-0.5.10 0.5.15}; do
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 done
 [ "${GPU_BENCH:-1}" = 1 ] || exit "$rc"
-echo "== timings (sglang 0.5.15)"
-PYTHONPATH="/tmp/site-0.5.15:$PWD/.gpu/sglang-0.5.15:$BASE" python3 -P benchmarks/gpu_bench.py 2>&1 | tail -25 || rc=1
+rm -f "$OUT/gpu_bench.md"
+for R in ${GPU_RELEASES:-0.5.10 0.5.23}; do
+  echo "== host time per call, sglang $R"
+  PYTHONPATH="/tmp/site-$R:$PWD/.gpu/sglang-$R:$BASE" python3 -P benchmarks/gpu_bench.py 2>&1 | tail -16 || rc=1
+done
+[ "${GPU_SELFTEST:-1}" = 1 ] || exit "$rc"
+R=${GPU_SELFTEST_RELEASE:-0.5.10}
+echo "== aiter-norm-guard selftest --device (the CLI; sglang $R, the ROCm look-alike and Triton doubles as aiter)"
+LOOK="$PWD/.gpu/sglang-$R:$BASE:$PWD/tests/gpu/lookalike"
+AITER_NORM_GUARD_GPU_LOOKALIKE=1 PYTHONPATH="$LOOK" python3 -m aiter_norm_guard selftest --device --tokens 2048 \
+  2>&1 | tee "$OUT/selftest-device.txt" || rc=1
+AITER_NORM_GUARD_GPU_LOOKALIKE=1 PYTHONPATH="$LOOK" python3 -m aiter_norm_guard selftest --device --json \
+  > "$OUT/selftest-device.json" 2>/dev/null || rc=1
 exit "$rc"

@@ -95,13 +95,14 @@ def test_own_failures_pass_the_call_through_and_log_once_per_distinct_failure(
     monkeypatch.setattr(guard_module.layout, "plan", broken)
     norm = make_norm(rmsnorm, 128, DT)
     q = torch.randn(64, 6144, dtype=DT)[:, :4096].view(64, 32, 128)
+    res = torch.randn(64, 32, 128, dtype=DT)  # with a residual: the slow path (no inline layout fix there)
     with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
         for _ in range(3):  # the original's own behaviour: it faults on this view
             with pytest.raises(MemoryAccessFault):
-                norm(q)
+                norm(q, res)
         monkeypatch.setattr(guard_module.layout, "refusal", also_broken)
         with pytest.raises(MemoryAccessFault):
-            norm(q)
+            norm(q, res)
     failures = [r.getMessage() for r in caplog.records if "internal error" in r.getMessage()]
     assert len(failures) == 2 and "RuntimeError" in failures[0] and "KeyError" in failures[1]
     safe = torch.randn(4, 128, dtype=DT)

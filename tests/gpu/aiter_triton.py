@@ -12,8 +12,6 @@ as aiter registers its own, so ``torch.compile`` keeps them opaque.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import triton
 import triton.language as tl
@@ -81,11 +79,13 @@ def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _launch(m: int, n: int, x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, eps: float,
             r: torch.Tensor | None = None, rout: torch.Tensor | None = None, b: torch.Tensor | None = None,
-            scale: torch.Tensor | None = None, qmax: float = 1.0) -> None:  # fmt: skip
+            scale: torch.Tensor | None = None, qmax: float = 1.0, flat: bool = False) -> None:  # fmt: skip
+    """One launch of the row kernel: each tensor's stride(0) as its pitch, or ``n`` for all (``flat``)."""
     dt = x.dtype
+    pitch = (lambda t: n) if flat else (lambda t: t.stride(0))
     _rows[(m,)](x, _as(r, dt) if r is not None else x, _as(w, dt), _as(b, dt) if b is not None else w, out,
-                _as(rout, dt) if rout is not None else out, scale if scale is not None else out, x.stride(0),
-                r.stride(0) if r is not None else 0, out.stride(0), rout.stride(0) if rout is not None else 0, n, eps,
+                _as(rout, dt) if rout is not None else out, scale if scale is not None else out, pitch(x),
+                pitch(r) if r is not None else 0, pitch(out), pitch(rout) if rout is not None else 0, n, eps,
                 qmax, ADD=r is not None, LAYER=b is not None,
                 QUANT=scale is not None, BLOCK=triton.next_power_of_2(n))  # fmt: skip
 
@@ -166,19 +166,57 @@ def fused_add_rmsnorm_pad(x: torch.Tensor, weight: torch.Tensor, epsilon: float,
     return (out, res_out) if res_out is not None else out
 
 
+def fused_qk_rmsnorm(q: torch.Tensor, q_weight: torch.Tensor, q_eps: float, k: torch.Tensor, k_weight: torch.Tensor,
+                     k_eps: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """aiter's fused_qk_rmsnorm (aiter_kernel_contracts.attention): m = q.size(0) for q and k alike,
+    n = size(1) each, rows through each stride(0), weights of unchecked length; the AITER_CHECKs on
+    rank and dtype; from m >= 16384 the HIP rmsnorm on each, with none of them."""
+    m = q.size(0)
+    if m < 16384:
+        if q.dim() != 2 or k.dim() != 2 or not (q.dtype == k.dtype == q_weight.dtype == k_weight.dtype):
+            raise RuntimeError("fused_qk_rmsnorm: q, k 2-D of one dtype with their weights (AITER_CHECK)")
+    if m == 0:
+        raise RuntimeError("HIP error: invalid configuration argument (empty grid)")
+    q_out, k_out = torch.empty_like(q), torch.empty_like(k)
+    _launch(m, q.size(1), q, q_weight, q_out, q_eps)
+    _launch(m, k.size(1), k, k_weight, k_out, k_eps)
+    return q_out, k_out
+
+
+class TritonCustomAllreduce:
+    """aiter's CustomAllreduce fused path on one GPU (aiter_kernel_contracts.allreduce): n = w.numel(),
+    m = numel // n, the input, residuals and outputs read and written flat from their pointers."""
+
+    disabled = False
+
+    def custom_fused_ar_rms(self, inp: torch.Tensor, res_inp: torch.Tensor, w: torch.Tensor, eps: float,
+                            use_1stage: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        n = w.numel()
+        m = inp.numel() // n
+        if m == 0:
+            raise RuntimeError("HIP error: invalid configuration argument (empty grid)")
+        out, res_out = torch.empty_like(inp), torch.empty_like(inp)
+        _launch(m, n, inp, w, out, eps, res_inp, res_out, flat=True)  # one rank: the all-reduce is the input
+        return out, res_out
+
+    fused_ar_rms = custom_fused_ar_rms
+
+
 class TritonAiter:
     """The entry points by aiter's names, as ``aiter_norm_guard_emulation.rocm`` assembles them."""
 
     build = "legacy"
+    rmsnorm2d_fwd = staticmethod(rmsnorm2d_fwd)
+    rmsnorm2d_fwd_with_add = staticmethod(rmsnorm2d_fwd_with_add)
+    rmsnorm_quant = staticmethod(rmsnorm_quant)
+    add_rmsnorm_quant = staticmethod(add_rmsnorm_quant)
+    fused_add_rmsnorm_pad = staticmethod(fused_add_rmsnorm_pad)
+    fused_qk_rmsnorm = staticmethod(fused_qk_rmsnorm)
 
-    def functions(self) -> dict[str, Callable[..., object]]:
-        return {
-            "rmsnorm2d_fwd": rmsnorm2d_fwd,
-            "rmsnorm2d_fwd_with_add": rmsnorm2d_fwd_with_add,
-            "layernorm2d_fwd": lambda input, weight, bias, epsilon=1e-5, x_bias=None: layernorm2d_fwd(
-                input, weight, bias, epsilon
-            ),
-            "rmsnorm_quant": rmsnorm_quant,
-            "add_rmsnorm_quant": add_rmsnorm_quant,
-            "fused_add_rmsnorm_pad": fused_add_rmsnorm_pad,
-        }
+    @staticmethod
+    def layernorm2d_fwd(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epsilon: float = 1e-5,
+                        x_bias: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        return layernorm2d_fwd(input, weight, bias, epsilon)  # type: ignore[no-any-return]
+
+    def _log(self, name: str, **tensors: object) -> bool:  # what the emulation's other doubles ask of us
+        return True

@@ -25,9 +25,12 @@ if not torch.cuda.is_available():
 from rocm_on_cuda import load  # noqa: E402
 
 import aiter_norm_guard  # noqa: E402  (installs the guard before sglang imports)
+from aiter_kernel_contracts.needs import X_LAYOUT, ZERO_ROWS  # noqa: E402
 from aiter_norm_guard.cli.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, make_module  # noqa: E402
 from aiter_norm_guard.cli.selftest import tolerance  # noqa: E402
 from aiter_norm_guard.patching.guard import original_of  # noqa: E402
+from aiter_norm_guard.patching.locate import source_node, upstream  # noqa: E402
+from aiter_norm_guard.targets.layernorm import RMSNORM  # noqa: E402
 from cuda_graphs import capture  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -76,8 +79,8 @@ def probe(mode: str, *cases: str, sanitizer: bool = False) -> subprocess.Complet
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
-FAULTS = {  # case: (entry, the upstream check that fixes it); each fails unguarded where the release lacks it
-    "qkv_q_view": (RMS, "x rows"), "contiguous_3d": (RMS, "x rows"), "zero_rows": (RMS, "zero rows"),
+FAULTS = {  # case: (entry, what the release must do itself to handle it); each fails unguarded where it does not
+    "qkv_q_view": (RMS, X_LAYOUT), "contiguous_3d": (RMS, X_LAYOUT), "zero_rows": (RMS, ZERO_ROWS),
     "gemma_zero_rows": (GEMMA, None), "gemma_contiguous_3d": (GEMMA, None), "layernorm_zero_rows": (LAYER, None),
 }  # fmt: skip
 
@@ -118,11 +121,10 @@ def test_memcheck_finds_out_of_bounds_reads_unguarded_and_none_guarded() -> None
     assert "ERROR SUMMARY" in summaries["unguarded"] and " 0 errors" not in summaries["unguarded"], summaries
 
 
-def upstream_checks() -> list[str]:
-    from aiter_norm_guard.targets import RMSNORM, source_scan
-
-    tree = source_scan.parse(Path(LN.__file__).read_text(encoding="utf-8"))
-    return list(source_scan.entry_report(tree, RMSNORM.attribute, RMSNORM.aiter_calls)["checks"])
+def upstream_checks() -> frozenset[str]:
+    """What this release's own forward_aiter does before its kernel (the upstream table, by fingerprint)."""
+    row = upstream(RMSNORM, source_node(original_of(LN.RMSNorm.forward_aiter) or LN.RMSNorm.forward_aiter))
+    return frozenset() if row is None else row.alone
 
 
 GRAPH_CASES = {"qkv_q_view": RMS, "residual_path": RMS, "gemma_residual_3d": GEMMA, "layernorm_transposed": LAYER}
@@ -167,7 +169,7 @@ def test_torch_compile_keeps_the_guard_in_the_graph(backend: str) -> None:
     qkv = torch.randn(256, 6144, device=CUDA, dtype=BF)
     close(compiled(qkv), block.norm.forward_native(qkv[:, :4096].view(256, 32, 128)))
     assert graphs and any("aiter_double.rmsnorm2d_fwd" in g for g in graphs), graphs
-    if "x rows" not in upstream_checks():  # the copy there is the guard's, not the release's
+    if X_LAYOUT not in upstream_checks():  # the copy there is the guard's, not the release's
         assert any("contiguous" in g or "clone" in g for g in graphs), graphs
 
 
@@ -182,3 +184,27 @@ def test_layer_boundary_quant_on_device() -> None:
     x = torch.randn(4096, 64, device=CUDA, dtype=BF).t()
     got, want = fn(x, w, 1e-6), original(x.contiguous(), w, 1e-6)
     assert torch.equal(got[0].float(), want[0].float()) and torch.equal(got[1], want[1])
+
+
+FUSED = ("mla_k_rows", "ar_residual_rows")
+
+
+def test_fused_paths_on_device_guarded_never_read_past_and_unguarded_do() -> None:
+    """MLA's fused q / k RMSNorm (k read with q's rows) and the all-reduce fusion (a residual read flat
+    with the input's numel), on Triton doubles of their contracts: guarded, sglang's answers (the
+    native norm; None, the unfused route) and no illegal access; unguarded, the child dies or memcheck
+    finds the reads past the tensors."""
+    good = probe("guarded", *FUSED)
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert "guarded mla_k_rows: result [(2048, 1536), (64, 512)]" in good.stdout, good.stdout
+    assert "guarded ar_residual_rows: result None" in good.stdout, good.stdout
+    if shutil.which("compute-sanitizer") is None:
+        return
+    summaries = {}
+    for mode in ("unguarded", "guarded"):
+        proc = probe(mode, *FUSED, sanitizer=True)
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR SUMMARY" in ln]
+        summaries[mode] = lines[-1] if lines else "no summary"
+    print(f"\nmemcheck fused paths {FUSED}: {summaries}")
+    assert "ERROR SUMMARY: 0 errors" in summaries["guarded"], summaries
+    assert " 0 errors" not in summaries["unguarded"], summaries

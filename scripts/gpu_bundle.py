@@ -92,9 +92,10 @@ def bundle(release: str, wheels: set[str], common: dict[str, str]) -> None:
         info = dist_info(overlay, top)
         if top == "sglang":  # only the modules these imports need
             copy(files, overlay, dest)
-            for marker in ("include", "csrc"):  # sglang.jit_kernel looks for these folders at import
-                (dest / "sglang" / "jit_kernel" / marker).mkdir(parents=True, exist_ok=True)
-                (dest / "sglang" / "jit_kernel" / marker / "README").write_text("folder marker only\n")
+            for jit in (("jit_kernel",), ("kernels", "jit")):  # these look for their folders at import
+                for marker in ("include", "csrc"):
+                    (dest / "sglang" / Path(*jit) / marker).mkdir(parents=True, exist_ok=True)
+                    (dest / "sglang" / Path(*jit) / marker / "README").write_text("folder marker only\n")
             if info is not None:
                 shutil.copytree(info, dest / info.name, dirs_exist_ok=True)
             continue

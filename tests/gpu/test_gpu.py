@@ -106,7 +106,11 @@ def test_unguarded_child_dies_or_fails_where_the_release_lacks_the_check(name: s
 
 @pytest.mark.skipif(shutil.which("compute-sanitizer") is None, reason="compute-sanitizer not installed")
 def test_memcheck_finds_out_of_bounds_reads_unguarded_and_none_guarded() -> None:
-    cases = [c for c in ("qkv_q_view", "contiguous_3d", "gemma_contiguous_3d") if FAULTS[c][0] in GUARDED]
+    done = upstream_checks()
+    cases = [c for c in ("qkv_q_view", "contiguous_3d", "gemma_contiguous_3d")
+             if FAULTS[c][0] in GUARDED and FAULTS[c][1] not in done]  # fmt: skip
+    if not cases:
+        pytest.skip(f"n/a: sglang {RELEASE} reads these layouts right itself (the fused paths' memcheck still runs)")
     summaries = {}
     for mode in ("unguarded", "guarded"):
         proc = probe(mode, *cases, sanitizer=True)
@@ -174,7 +178,8 @@ def test_torch_compile_keeps_the_guard_in_the_graph(backend: str) -> None:
 
 
 def test_layer_boundary_quant_on_device() -> None:
-    if QUANT is None or "communicator._fused_rmsnorm_fp8_per_token_quant" not in GUARDED:
+    quants = {"communicator._fused_rmsnorm_fp8_per_token_quant", "add_norm._fused_rmsnorm_fp8_per_token_quant"}
+    if QUANT is None or not quants & GUARDED:
         pytest.skip(f"n/a: sglang {RELEASE} has no fused rmsnorm fp8 quant here")
     fn = QUANT._fused_rmsnorm_fp8_per_token_quant
     original = original_of(fn)

@@ -37,27 +37,30 @@ def no_wrapt(tmp: Path) -> str:
     return str(shim.parent)
 
 
-@pytest.mark.parametrize(
-    ("release", "first", "good", "bad"),
-    [
-        ("0.5.11", "NOT protected for: bench_one_batch, use_ray, encoder_only (its model processes do not load "
-                   "sglang's plugins)", "launch_server", "bench_one_batch"),
-        ("0.5.23", "NOT protected for: benchmark.one_batch, use_ray, encoder_only", "benchmark.offline_throughput",
-         "benchmark.one_batch"),
-    ],
-)  # fmt: skip
-def test_plugin_only_protection_is_qualified_per_way(release: str, first: str, good: str, bad: str,
-                                                     tmp_path: Path) -> None:  # fmt: skip
+@pytest.mark.parametrize(("release", "bad"), [("0.5.11", "bench_one_batch"), ("0.5.23", "benchmark.one_batch")])
+def test_plugin_only_protection_is_qualified_per_way(release: str, bad: str, tmp_path: Path) -> None:
     proc = cli("doctor", "--json", release=None, PYTHONPATH=overlay(release, plugin_site(tmp_path)))
     d = as_json(proc)
     ways = {w["name"]: w for w in d["ways"]}
+    first = f"NOT protected for: {bad} (its model processes do not load sglang's plugins); use_ray (its model " \
+        "processes load no plugins and need not inherit the launching process's environment)"  # fmt: skip
     assert proc.returncode == 1 and d["ok"] is False and d["verdict"].startswith(first), d["verdict"]
     assert "protected for: launch_server, serve, Engine" in d["verdict"]
     assert d["verdict"].endswith("set AITER_NORM_GUARD=1 for sglang (or start it with `aiter-norm-guard run -- ...`)"
                                  + ("" if startup_file() else ", with this package installed from its wheel "
                                     "(the start-up file)"))  # fmt: skip
-    assert ways[good]["protected"] is True and ways[good]["route"].startswith("sglang's plugin loading")
+    for good in ("launch_server", "Engine", "compile_deep_gemm"):  # the schedulers load plugins themselves
+        assert ways[good]["protected"] is True and ways[good]["route"].startswith("sglang's plugin loading")
     assert ways[bad]["protected"] is False and ways[bad]["loads_plugins"] is False
+    # the EPD encoder's ranks >= 1 load none: the launcher's plugin reaches them through the start-up file only
+    enc = ways["encoder_only"]
+    assert enc["loads_plugins"] is False and enc["launcher"]["groups"] == ["sglang.srt.plugins"]
+    assert enc["protected"] is (startup_file() is not None)
+    if release == "0.5.23":  # the diffusion runtime: its workers load their own group, where nothing is registered
+        gen = ways["generate (diffusion model)"]
+        assert gen["exposed"] == ["multimodal_gen RMSNorm.forward_aiter"] and gen["protected"] is False
+        assert gen["reason"] == "the sglang.multimodal_gen.plugins entry point 'aiter_norm_guard' is not installed"
+        assert ways["serve (diffusion model)"]["protected"] is (startup_file() is not None)
     table = cli("doctor", release=None, PYTHONPATH=overlay(release, plugin_site(tmp_path / "t"))).stdout
     assert f"way: {bad}" in table and "NOT protected: its model processes do not load" in table
 
@@ -78,7 +81,7 @@ def test_wrapt_missing_is_not_protected_with_the_reason(switch: str | None, tmp_
     assert proc.returncode == 1 and d["links"]["wrapt"]["importable"] is False
     assert d["verdict"].startswith("NOT protected: wrapt is not importable here (ImportError: wrapt hidden")
     assert "pip install 'wrapt>=1.14'" in d["verdict"]
-    assert all(w["protected"] is False and "wrapt" in w["reason"] for w in d["ways"])
+    assert all(w["protected"] is False and "wrapt" in w["reason"] for w in d["ways"] if w["exposed"])
     table = cli("doctor", release=None, **env).stdout
     assert "NOT importable: ImportError: wrapt hidden by a test shim" in table
 
@@ -118,7 +121,7 @@ CALLS = "from sglang.srt.plugins import load_plugins\n\ndef run_scheduler_proces
     ("scheduler", "code", "verdict"),
     [
         (CALLS, 0, "protected: RMSNorm.forward_aiter, GemmaRMSNorm.forward_hip, LayerNorm.forward_hip, for every "
-                   "way of starting sglang (sglang's plugin loading)"),
+                   "way of starting sglang that runs them (sglang's plugin loading)"),
         ("def run_scheduler_process():\n    pass\n", 1, "NOT protected: its model processes do not load sglang's "
                                                         "plugins, for every way"),
         ("def renamed():\n    pass\n", 1, "cannot tell for: launch_server, Engine (cannot tell whether its model "

@@ -13,10 +13,14 @@ import pytest
 from aiter_norm_guard.targets import entrypoints
 from conftest import REPO
 
-RELEASES = ("0.4.6", "0.4.10", "0.5.10", "0.5.11", "0.5.13", "0.5.15", "0.5.16", "0.5.19", "0.5.23")
+RELEASES = ("0.4.6", "0.4.10", "0.5.10", "0.5.11", "0.5.13", "0.5.15", "0.5.16", "0.5.19", "0.5.21", "0.5.23")
 PLUGIN_WAYS = {"launch_server", "serve", "Engine", "bench_offline_throughput", "benchmark.offline_throughput",
                "bench_one_batch_server", "benchmark.one_batch_server", "compile_deep_gemm"}  # fmt: skip
 NO_PLUGIN_WAYS = {"bench_one_batch", "benchmark.one_batch", "use_ray", "encoder_only"}
+#: ways whose launching process loads sglang.srt.plugins before it starts the model processes
+LAUNCHERS = {"launch_server", "serve", "Engine", "bench_offline_throughput", "benchmark.offline_throughput",
+             "use_ray", "encoder_only", "serve (diffusion model)"}  # fmt: skip
+DIFFUSION_WAYS = {"serve (diffusion model)", "generate (diffusion model)", "multimodal_gen.launch_server"}
 
 
 def _root(release: str) -> Path:
@@ -41,8 +45,17 @@ def test_each_release_as_read_from_its_sources(release: str) -> None:
         assert loader["group"] == "sglang.srt.plugins" and loader["reads_SGLANG_PLUGINS"]
     assert {w["loads_plugins"] for w in ways.values()} <= {True, False}  # never "cannot tell" on a release
     for name, way in ways.items():
-        assert name in PLUGIN_WAYS | NO_PLUGIN_WAYS
-        assert way["loads_plugins"] is (has_plugins and name in PLUGIN_WAYS), name
+        if name in DIFFUSION_WAYS:  # its workers load the diffusion runtime's own group, from 0.5.21
+            assert way["runtime"] == "diffusion" and way["loads_plugins"] is (_v(release) >= (0, 5, 21)), name
+            groups = {g for p in way["processes"] for g in p["groups"]}
+            assert groups == ({"sglang.multimodal_gen.plugins"} if _v(release) >= (0, 5, 21) else set())
+        else:
+            assert name in PLUGIN_WAYS | NO_PLUGIN_WAYS and way["runtime"] == "srt"
+            assert way["loads_plugins"] is (has_plugins and name in PLUGIN_WAYS), name
+            assert {g for p in way["processes"] for g in p["groups"]} == \
+                ({"sglang.srt.plugins"} if has_plugins and name in PLUGIN_WAYS else set())  # fmt: skip
+        launcher = way["launcher"]["groups"]
+        assert launcher == (["sglang.srt.plugins"] if has_plugins and name in LAUNCHERS else []), name
     assert ("bench_one_batch" in ways) is (_v(release) <= (0, 5, 20))  # top-level file removed in 0.5.21
     assert ("benchmark.one_batch" in ways) is (_v(release) >= (0, 5, 15))
     assert {"launch_server", "Engine"} <= set(ways)
@@ -91,9 +104,12 @@ def test_a_model_runner_that_loads_plugins_covers_every_way(tmp_path: Path) -> N
     runner = "import sglang.srt.plugins\n\nclass ModelRunner:\n    def __init__(self):\n" \
              "        sglang.srt.plugins.load_plugins()\n"  # fmt: skip
     bench = "def latency_test():\n    pass\n\ndef correctness_test():\n    pass\n\ndef load_model():\n    pass\n"
-    root = _tree(tmp_path, {"bench_one_batch.py": bench, "srt/model_executor/model_runner.py": runner,
-                            "srt/managers/scheduler.py": "def run_scheduler_process():\n    pass\n"})  # fmt: skip
+    files = {"bench_one_batch.py": bench, "srt/model_executor/model_runner.py": runner,
+             "srt/managers/scheduler.py": "def run_scheduler_process():\n    pass\n"}  # fmt: skip
+    assert _way(_tree(tmp_path / "a", files), "bench_one_batch")["loads_plugins"] is False  # no loader to bind
+    root = _tree(tmp_path / "b", {**files, "srt/plugins/__init__.py": PLUGINS})
     assert _way(root, "bench_one_batch")["loads_plugins"] is True
+    assert _way(root, "bench_one_batch")["processes"][0]["groups"] == ["sglang.srt.plugins"]
 
 
 def test_a_missing_or_unreadable_site_is_cannot_tell(tmp_path: Path) -> None:

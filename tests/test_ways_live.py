@@ -125,6 +125,10 @@ def test_doctor_matches_the_started_way(release: str, way: str, mode: str, tmp_p
             assert r["load_plugins_ran"] is row["loads_plugins"], (row, r)
         else:
             assert r["load_plugins_ran"] is False
+        if mode == "plugin" and plugin_way and way == "launch_server" and startup_file() is not None:
+            # the launcher's own plugin switched AITER_NORM_GUARD on for its children, which read it at start:
+            # the route doctor counts for the EPD encoder's ranks and the diffusion workers under `sglang serve`
+            assert r["sources"][0] == "env-bootstrap", r
     assert (code == 0) is all(w["protected"] for w in d["ways"]) and (code == 0) is d["ok"]
     if not row["protected"]:
         assert code == 1 and (way in d["verdict"] or d["verdict"].startswith("NOT protected:"))

@@ -19,6 +19,7 @@ from aiter_norm_guard.cli import protection
 from aiter_norm_guard.patching import interventions
 from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target, entrypoints, source_scan
 
+DIFFUSION = "sglang.multimodal_gen."  #: modules of the diffusion runtime (its own processes and plugins)
 #: What the guard checks on every entry: (check, the upstream check that covers it, if any).
 GUARD_CHECKS = (
     ("x layout (rank, strides)", "x rows"),
@@ -53,7 +54,8 @@ def _spec_dir(name: str) -> Path | None:
 def inspect_target(root: Path, target: Target) -> dict[str, Any]:
     """One entry, read from its module's source under sglang's package directory ``root``."""
     path = root.joinpath(*target.module.split(".")[1:]).with_suffix(".py")
-    out: dict[str, Any] = {"name": target.name, "kernel": target.kernel, "file": str(path), "present": False}
+    out: dict[str, Any] = {"name": target.name, "kernel": target.kernel, "file": str(path), "present": False,
+                           "runtime": "diffusion" if target.module.startswith(DIFFUSION) else "srt"}
     if not path.is_file():
         if target.module == LAYERNORM:  # every sglang has it: its absence is a broken install
             out["error"] = f"cannot read {path}: the file is missing"
@@ -153,7 +155,11 @@ def diagnose() -> dict[str, Any]:
     if sg["installed"] and root is None:
         targets = [{"name": "sglang", "error": "sglang is installed but its package directory cannot be found"}]
     ln = protection.links(root)
-    ways = protection.per_way(entrypoints.scan(root) if root is not None else [], ln)
+    exposed: dict[str, list[str]] = {}
+    for t in targets:
+        if t.get("present") and t.get("aiter_branch"):
+            exposed.setdefault(t["runtime"], []).append(t["name"])
+    ways = protection.per_way(entrypoints.scan(root) if root is not None else [], ln, exposed)
     verdict, ok = _verdict(sg, targets, ways, ln)
     children = startup.children_inherit(raw, use_current=False)
     plugin_route = protection.plugin_open(ln)
@@ -184,6 +190,8 @@ def _target_line(t: dict[str, Any]) -> str:
 
 
 def _way_line(w: dict[str, Any]) -> str:
+    if not w["exposed"]:
+        return w["route"]
     if w["protected"]:
         return f"protected ({w['route']})"
     return f"{'cannot tell' if w['protected'] is None else 'NOT protected'}: {w['reason']}"

@@ -45,13 +45,19 @@ def wrapt_link() -> dict[str, Any]:
 
 def plugin_link(loader: dict[str, Any]) -> dict[str, Any]:
     """The guard's ``sglang.srt.plugins`` entry point, as sglang's loader would see it."""
-    eps = [ep for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP) if ep.name == PLUGIN_NAME]
     raw = os.environ.get("SGLANG_PLUGINS", "")
     # as sglang's load_plugins_by_group: a non-empty value is the whole whitelist (even "," or " ")
     listed = not raw or PLUGIN_NAME in {p.strip() for p in raw.split(",") if p.strip()}
-    loadable = bool(eps) and all(_importable(ep.module) for ep in eps)
-    return {"visible": bool(eps), "loadable": loadable, "allowed": bool(eps) and listed,
-            "SGLANG_PLUGINS": raw or None, "loader": loader}  # fmt: skip
+    srt = entry_point(PLUGIN_GROUP)
+    return {"visible": srt["visible"], "loadable": srt["loadable"], "allowed": srt["visible"] and listed,
+            "listed": listed, "SGLANG_PLUGINS": raw or None, "loader": loader,
+            "groups": {PLUGIN_GROUP: srt}}  # fmt: skip
+
+
+def entry_point(group: str) -> dict[str, bool]:
+    """Whether this package registers a plugin named ``aiter_norm_guard`` in ``group``, and it imports."""
+    eps = [ep for ep in importlib.metadata.entry_points(group=group) if ep.name == PLUGIN_NAME]
+    return {"visible": bool(eps), "loadable": bool(eps) and all(_importable(ep.module) for ep in eps)}
 
 
 def links(root: Path | None) -> dict[str, Any]:
@@ -67,63 +73,100 @@ def links(root: Path | None) -> dict[str, Any]:
     }
 
 
-def _routes(ln: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """(why nothing can protect, the env route's name or None, why the plugin route is closed or None)."""
+def _blocked(ln: dict[str, Any]) -> str | None:
+    """Why no route can protect anything (the switch is off, wrapt is missing), or None."""
     raw = ln["AITER_NORM_GUARD"]
     if settings.is_off(raw):
-        return f"AITER_NORM_GUARD={raw} turns the guard off", None, None
+        return f"AITER_NORM_GUARD={raw} turns the guard off"
     if not ln["wrapt"]["importable"]:
-        why = f"wrapt is not importable here ({ln['wrapt']['error']}): the guard cannot hook sglang's imports"
-        return why, None, None
-    on = settings.is_on(raw) and ln["startup_file"] and ln["startup_module"]
-    env = "AITER_NORM_GUARD=1 and the start-up file" if on else None
-    pl, loader = ln["plugin"], ln["plugin"]["loader"]
-    if not loader.get("present"):
-        closed: str | None = "this sglang has no plugin loading (sglang.srt.plugins, 0.5.11+)"
-    elif loader.get("group") != PLUGIN_GROUP:
-        closed = f"this sglang loads plugins from {loader.get('group')!r}, not {PLUGIN_GROUP!r}"
-    elif not pl["visible"]:
-        closed = f"the {PLUGIN_GROUP} entry point {PLUGIN_NAME!r} is not installed (install the wheel)"
-    elif not pl["loadable"]:
-        closed = f"the {PLUGIN_GROUP} entry point {PLUGIN_NAME!r} names a module this interpreter cannot import"
-    elif not pl["allowed"]:
-        closed = f"SGLANG_PLUGINS={pl['SGLANG_PLUGINS']!r} does not list {PLUGIN_NAME}"
-    else:
-        closed = None
-    return None, env, closed
+        return f"wrapt is not importable here ({ln['wrapt']['error']}): the guard cannot hook sglang's imports"
+    return None
 
 
-def per_way(ways: list[dict[str, Any]], ln: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each way of starting with ``protected`` (True, False, None: cannot tell), ``route`` or ``reason``."""
-    blocked, env, closed = _routes(ln)
+def _startup(ln: dict[str, Any]) -> bool:
+    return bool(ln["startup_file"] and ln["startup_module"])
+
+
+def _env(ln: dict[str, Any]) -> str | None:
+    """The name of the route every Python process reads at start, where it is open."""
+    return "AITER_NORM_GUARD=1 and the start-up file" if settings.is_on(ln["AITER_NORM_GUARD"]) and _startup(ln) \
+        else None  # fmt: skip
+
+
+def group_closed(ln: dict[str, Any], group: str) -> str | None:
+    """Why loading plugins from ``group`` does not install the guard (None: it does)."""
+    pl = ln["plugin"]
+    ep = pl["groups"].setdefault(group, entry_point(group))
+    if not ep["visible"]:
+        extra = " (install the wheel)" if group == PLUGIN_GROUP else ""
+        return f"the {group} entry point {PLUGIN_NAME!r} is not installed{extra}"
+    if not ep["loadable"]:
+        return f"the {group} entry point {PLUGIN_NAME!r} names a module this interpreter cannot import"
+    if not pl["listed"]:
+        return f"SGLANG_PLUGINS={pl['SGLANG_PLUGINS']!r} does not list {PLUGIN_NAME}"
+    return None
+
+
+def _where(part: dict[str, Any]) -> str:
+    return ", ".join(e["where"] for e in part["evidence"] if e["calls"])
+
+
+def _process(p: dict[str, Any], launcher: dict[str, Any], ln: dict[str, Any]) -> tuple[bool | None, str]:
+    """(protected, the route or the reason) for one kind of model process."""
+    if any(group_closed(ln, g) is None for g in p["groups"]):
+        return True, f"sglang's plugin loading ({_where(p)})"
+    up = [g for g in launcher["groups"] if group_closed(ln, g) is None]
+    if up and p["inherits"] and _startup(ln):
+        return True, f"the launching process's plugin ({_where(launcher)}) sets AITER_NORM_GUARD=1 for its children"
+    if p["loads_plugins"] is None:
+        why = next((e.get("error") for e in p["evidence"] if e["calls"] is None), "not found")
+        return None, f"cannot tell whether its model processes load plugins: {why}"
+    if p["groups"]:
+        return False, group_closed(ln, p["groups"][0]) or ""
+    if up and not p["inherits"]:
+        return False, "its model processes load no plugins and need not inherit the launching process's environment"
+    if up:
+        return False, "its model processes load no plugins; the launching process does, but its children get the " \
+            "guard from it only through the start-up file, which is not installed"  # fmt: skip
+    if launcher["groups"]:
+        return False, group_closed(ln, launcher["groups"][0]) or ""
+    if not ln["plugin"]["loader"].get("present"):
+        return False, "this sglang has no plugin loading (sglang.srt.plugins, 0.5.11+)"
+    return False, "its model processes do not load sglang's plugins"
+
+
+def per_way(ways: list[dict[str, Any]], ln: dict[str, Any], exposed: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Each way of starting with ``protected`` (True, False, None: cannot tell) and its ``route`` or ``reason``;
+    ``exposed``: the exposed entries per runtime (a way runs its runtime's entries only)."""
+    blocked, env = _blocked(ln), _env(ln)
     no_env = None
     if settings.is_on(ln["AITER_NORM_GUARD"]) and not env:
         no_env = "AITER_NORM_GUARD=1 reaches no process: the start-up file is not installed"
     out = []
     for way in ways:
-        row = {**way, "protected": False, "route": None, "reason": None}
-        if blocked:
+        row = {**way, "exposed": exposed.get(way["runtime"], []), "protected": False, "route": None, "reason": None}
+        if not row["exposed"]:
+            row.update(protected=True, route=f"nothing to guard: no exposed entry in the {way['runtime']} runtime")
+        elif blocked:
             row["reason"] = blocked
         elif env:
             row.update(protected=True, route=env)
-        elif closed is None and way["loads_plugins"]:
-            where = ", ".join(e["where"] for p in way["processes"] for e in p["evidence"])
-            row.update(protected=True, route=f"sglang's plugin loading ({where})")
-        elif closed is None and way["loads_plugins"] is None:
-            errs = [e.get("error") for p in way["processes"] for e in p["evidence"] if e["calls"] is None]
-            row.update(protected=None, reason=f"cannot tell whether its model processes load plugins: {errs[0]}")
         else:
-            loader = ln["plugin"]["loader"].get("present")
-            own = "its model processes do not load sglang's plugins" if way["loads_plugins"] is False else None
-            row["reason"] = "; ".join(filter(None, [(own or closed) if loader else closed, no_env]))
+            verdicts = [_process(p, way["launcher"], ln) for p in way["processes"]]
+            bad = [v for v in verdicts if v[0] is False] or [v for v in verdicts if v[0] is None]
+            if bad:
+                row.update(protected=bad[0][0], reason="; ".join(filter(None, [bad[0][1], no_env])))
+            else:
+                row["route"] = "; ".join(dict.fromkeys(v[1] for v in verdicts))
+                row["protected"] = True
         out.append(row)
     return out
 
 
 def plugin_open(ln: dict[str, Any]) -> bool:
-    """Whether sglang's plugin loading would install the guard where it runs."""
-    blocked, _, closed = _routes(ln)
-    return blocked is None and closed is None
+    """Whether sglang's srt plugin loading would install the guard where it runs."""
+    return _blocked(ln) is None and bool(ln["plugin"]["loader"].get("present")) and \
+        group_closed(ln, PLUGIN_GROUP) is None  # fmt: skip
 
 
 def advice(ln: dict[str, Any]) -> str:
@@ -133,16 +176,16 @@ def advice(ln: dict[str, Any]) -> str:
         return "unset AITER_NORM_GUARD or set it to 1"
     if not ln["wrapt"]["importable"]:
         return "install wrapt in this interpreter (pip install 'wrapt>=1.14')"
-    missing = not (ln["startup_file"] and ln["startup_module"])
-    return ADVICE + (WHEEL if missing else "")
+    return ADVICE + ("" if _startup(ln) else WHEEL)
 
 
 def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) -> tuple[str, bool]:
-    """The verdict over every way of starting sglang found, for the ``exposed`` entries."""
+    """The verdict over every way of starting sglang that runs one of the ``exposed`` entries."""
+    rows = [r for r in rows if r["exposed"]]
     bad = [r for r in rows if r["protected"] is False]
     unknown = [r for r in rows if r["protected"] is None]
     good = [r["name"] for r in rows if r["protected"]]
-    blocked, env, _ = _routes(ln)
+    blocked, env = _blocked(ln), _env(ln)
     if blocked:
         return f"NOT protected: {blocked}; every way of starting sglang runs {', '.join(exposed)} unguarded: " \
             f"{advice(ln)}", False  # fmt: skip
@@ -150,7 +193,7 @@ def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) 
         return "cannot tell: no way of starting sglang found in its sources", False
     if not bad and not unknown:
         how = env or "sglang's plugin loading"
-        return f"protected: {', '.join(exposed)}, for every way of starting sglang ({how})", True
+        return f"protected: {', '.join(exposed)}, for every way of starting sglang that runs them ({how})", True
     reasons: dict[str, list[str]] = {}
     for r in bad + unknown:
         reasons.setdefault(r["reason"], []).append(r["name"])

@@ -1,10 +1,11 @@
-"""sglang's ways of starting, as data, and whether their model processes load sglang's plugins.
+"""sglang's ways of starting, as data, and which plugins their model processes load.
 
-sglang (>= 0.5.11) runs ``load_plugins()`` (entry-point group ``sglang.srt.plugins``) in some of
-its processes, not all.  Each :class:`Way` names the processes that run the model and where a
-``load_plugins()`` call would have to be for them (:class:`Site`: candidate files under the
-``sglang`` package, first one that defines the function wins).  :func:`scan` reads the installed
-sources with ``ast``; nothing here imports sglang.
+sglang runs ``load_plugins()`` in some of its processes, not all: the srt runtime (>= 0.5.11)
+loads entry-point group ``sglang.srt.plugins``, the diffusion runtime (>= 0.5.21) its own
+group.  Each :class:`Way` names the processes that build the model, where a ``load_plugins()``
+call would be (:class:`Site`: candidate files under the ``sglang`` package, first one that
+defines the function wins) and the launching process's own sites (what a plugin sets there,
+its children inherit).  :func:`scan` reads the installed sources with ``ast``; no sglang import.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any, NamedTuple
 
 MAIN = "<main>"  #: the module's ``if __name__ == "__main__":`` block
 PLUGINS_FILE = "srt/plugins/__init__.py"
-PLUGINS_MODULE = "sglang.srt.plugins"
 
 
 class Site(NamedTuple):
@@ -28,71 +28,83 @@ class Site(NamedTuple):
 class Process(NamedTuple):
     """Processes that build the model; they load plugins if any site calls ``load_plugins()``.
 
-    The first site is where sglang would call it; a missing first site is "cannot tell", unless
-    ``optional`` and none of its files exist (the release has no such process).
+    None of the sites found is "cannot tell", unless ``optional`` and none of the first site's
+    files exist (no such process in this release).  ``inherits``: started with the launching
+    process's environment (Ray's actors need not be).
     """
 
     role: str
     sites: tuple[Site, ...]
     optional: bool = False
+    inherits: bool = True
 
 
 class Way(NamedTuple):
-    """One way of starting sglang: present when any of ``files`` exists."""
+    """One way of starting sglang: present when any of ``files`` and all of ``needs`` exist."""
 
     name: str
     command: str
     files: tuple[str, ...]
     processes: tuple[Process, ...]
+    launcher: tuple[Site, ...] = ()
+    runtime: str = "srt"  # or "diffusion": which entries it runs
+    needs: tuple[str, ...] = ()
     note: str = ""
 
 
-MODEL_RUNNER = Site(("srt/model_executor/model_runner.py",), "ModelRunner.__init__")
-SCHEDULER = Process(
-    "scheduler (one per TP/PP rank; the DP controller starts the same)",
-    (Site(("srt/managers/scheduler.py",), "run_scheduler_process"),
-     Site(("srt/managers/scheduler.py",), "Scheduler.__init__"), MODEL_RUNNER),
-)  # fmt: skip
-ONE_BATCH = ("bench_one_batch.py", "benchmark/one_batch.py")
-ONE_BATCH_NEW = ("benchmark/one_batch.py",)
+RUNNER = Site(("srt/model_executor/model_runner.py",), "ModelRunner.__init__")
+SCHED = "srt/managers/scheduler.py"
+SCHED_INIT = Site((SCHED,), "Scheduler.__init__")
+SCHEDULER = Process("scheduler (one per TP/PP rank; the DP controller starts the same)",
+                    (Site((SCHED,), "run_scheduler_process"), SCHED_INIT, RUNNER))  # fmt: skip
+LAUNCH, SERVE = Site(("launch_server.py",), MAIN), Site(("cli/serve.py",), "serve")
+ENGINE = Site(("srt/entrypoints/engine.py",), "Engine.__init__")
+ONE_BATCH, ONE_BATCH_NEW = ("bench_one_batch.py", "benchmark/one_batch.py"), ("benchmark/one_batch.py",)
 ENCODER = ("srt/disaggregation/encode_server.py", "srt/disaggregation/encoder/server.py")
+MM = "multimodal_gen/runtime/"
+DIFFUSION = (Process("diffusion worker (one per GPU)",
+                     (Site((MM + "managers/worker_bootstrap.py",), "bootstrap_scheduler_process"),
+                      Site((MM + "managers/gpu_worker.py",), "run_scheduler_process"))),)  # fmt: skip
 
 
 def _one_batch(files: tuple[str, ...]) -> tuple[Process, ...]:
-    return tuple(
-        Process(f"model worker `{fn}` (in the benchmark process at TP 1, one child per rank above)",
-                (Site(files, fn), Site(files, "load_model"), MODEL_RUNNER))
-        for fn in ("latency_test", "correctness_test")
-    )  # fmt: skip
+    return tuple(Process(f"model worker `{fn}` (the benchmark process at TP 1, one child per rank above)",
+                         (Site(files, fn), Site(files, "load_model"), RUNNER))
+                 for fn in ("latency_test", "correctness_test"))  # fmt: skip
 
 
 WAYS: tuple[Way, ...] = (
-    Way("launch_server", "python -m sglang.launch_server", ("launch_server.py",), (SCHEDULER,)),
-    Way("serve", "sglang serve", ("cli/serve.py",), (SCHEDULER,)),
-    Way("Engine", "sglang.Engine(...) in your code", ("srt/entrypoints/engine.py",), (SCHEDULER,)),
+    Way("launch_server", "python -m sglang.launch_server", ("launch_server.py",), (SCHEDULER,), (LAUNCH,)),
+    Way("serve", "sglang serve", ("cli/serve.py",), (SCHEDULER,), (SERVE,)),
+    Way("Engine", "sglang.Engine(...) in your code", ("srt/entrypoints/engine.py",), (SCHEDULER,), (ENGINE,)),
     Way("bench_offline_throughput", "python -m sglang.bench_offline_throughput", ("bench_offline_throughput.py",),
-        (SCHEDULER,)),
+        (SCHEDULER,), (ENGINE,)),
     Way("benchmark.offline_throughput", "python -m sglang.benchmark.offline_throughput",
-        ("benchmark/offline_throughput.py",), (SCHEDULER,)),
+        ("benchmark/offline_throughput.py",), (SCHEDULER,), (ENGINE,)),
     Way("bench_one_batch_server", "python -m sglang.bench_one_batch_server", ("bench_one_batch_server.py",),
         (SCHEDULER,)),
     Way("benchmark.one_batch_server", "python -m sglang.benchmark.one_batch_server",
         ("benchmark/one_batch_server.py",), (SCHEDULER,)),
     Way("compile_deep_gemm", "python -m sglang.compile_deep_gemm", ("compile_deep_gemm.py",), (SCHEDULER,)),
     Way("bench_one_batch", "python -m sglang.bench_one_batch", ("bench_one_batch.py",), _one_batch(ONE_BATCH),
-        "builds ModelRunner itself, without the scheduler"),
+        note="builds ModelRunner itself, without the scheduler"),
     Way("benchmark.one_batch", "python -m sglang.benchmark.one_batch", ONE_BATCH_NEW, _one_batch(ONE_BATCH_NEW),
-        "builds ModelRunner itself, without the scheduler"),
+        note="builds ModelRunner itself, without the scheduler"),
     Way("use_ray", "--use-ray (RayEngine, Ray scheduler actors)", ("srt/ray/scheduler_actor.py",),
         (Process("Ray scheduler actor (in Ray's worker processes)",
-                 (Site(("srt/ray/scheduler_actor.py",), "SchedulerActor.__init__"),
-                  Site(("srt/managers/scheduler.py",), "Scheduler.__init__"), MODEL_RUNNER)),),
-        "Ray's workers get the environment of the process that started the Ray cluster"),
-    Way("encoder_only", "--encoder-only (EPD encoder server)", ENCODER,
+                 (Site(("srt/ray/scheduler_actor.py",), "SchedulerActor.__init__"), SCHED_INIT, RUNNER),
+                 inherits=False),), (ENGINE,),
+        note="Ray's workers get the environment of whoever started the Ray cluster"),
+    Way("encoder_only", "--encoder-only (EPD encoder server; rank 0 runs in the launching process)", ENCODER,
         (Process("encoder TP ranks >= 1", (Site(ENCODER, "launch_encoder"), Site(ENCODER, "MMEncoder.__init__"))),
          Process("encoder DP workers", (Site(("srt/disaggregation/encoder/runtime.py",), "launch_dp_worker"),
-                                        Site(ENCODER, "MMEncoder.__init__")), optional=True)),
-        "rank 0 is the launching process, which loads plugins where launch_server / serve do"),
+                                        Site(ENCODER, "MMEncoder.__init__")), optional=True)), (LAUNCH, SERVE)),
+    Way("serve (diffusion model)", "sglang serve --model-path <diffusion model>", ("cli/serve.py",), DIFFUSION,
+        (SERVE,), "diffusion", (MM + "launch_server.py",)),
+    Way("generate (diffusion model)", "sglang generate", ("cli/generate.py",), DIFFUSION,
+        (Site(("cli/generate.py",), "generate"),), "diffusion", (MM + "launch_server.py",)),
+    Way("multimodal_gen.launch_server", "python -m sglang.multimodal_gen.runtime.launch_server",
+        (MM + "launch_server.py",), DIFFUSION, (Site((MM + "launch_server.py",), MAIN),), "diffusion"),
 )  # fmt: skip
 
 
@@ -109,8 +121,7 @@ def find(body: list[ast.stmt], parts: list[str]) -> ast.AST | None:
             return node if len(parts) == 1 else find(node.body, parts[1:])
         if isinstance(node, (ast.If, ast.Try)) and not _is_main_block(node):
             nested = [*node.body, *node.orelse, *getattr(node, "finalbody", [])]
-            nested += [s for h in getattr(node, "handlers", []) for s in h.body]
-            found = find(nested, parts)
+            found = find(nested + [s for h in getattr(node, "handlers", []) for s in h.body], parts)
             if found is not None:
                 return found
     return None
@@ -131,17 +142,21 @@ def direct_calls(node: ast.AST, name: str = "load_plugins") -> list[int]:
     return sorted(lines)
 
 
-def binds_load_plugins(tree: ast.AST) -> bool:
-    """Whether the file imports ``load_plugins`` (or the module) from ``sglang.srt.plugins``."""
+def loader_modules(tree: ast.AST) -> list[str]:
+    """The sglang modules this file takes ``load_plugins`` from (``from M import load_plugins``, ``import M``)."""
+    out = []
     for n in ast.walk(tree):
-        if isinstance(n, ast.ImportFrom):
-            if n.module == PLUGINS_MODULE and any(a.name == "load_plugins" for a in n.names):
-                return True
-            if n.module == "sglang.srt" and any(a.name == "plugins" for a in n.names):
-                return True
-        if isinstance(n, ast.Import) and any(a.name == PLUGINS_MODULE for a in n.names):
-            return True
-    return False
+        if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("sglang."):
+            out += [n.module for a in n.names if a.name == "load_plugins"]
+            out += [f"{n.module}.plugins" for a in n.names if a.name == "plugins"]
+        elif isinstance(n, ast.Import):
+            out += [a.name for a in n.names if a.name.startswith("sglang.") and a.name.endswith(".plugins")]
+    return list(dict.fromkeys(out))
+
+
+def _constants(tree: ast.Module) -> dict[str, Any]:
+    return {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+            for t in n.targets if isinstance(t, ast.Name)}  # fmt: skip
 
 
 class _Sources:
@@ -152,7 +167,7 @@ class _Sources:
         self.trees: dict[str, ast.Module | str] = {}
 
     def tree(self, rel: str) -> ast.Module | str:
-        """The parsed file, or the reason it cannot be read ("absent" if there is no such file)."""
+        """The parsed file, or why it cannot be read ("absent" if there is no such file)."""
         if rel not in self.trees:
             path = self.root / rel
             try:
@@ -163,67 +178,78 @@ class _Sources:
                 self.trees[rel] = f"cannot read {path}: {type(exc).__name__}: {exc}"
         return self.trees[rel]
 
+    def exists(self, rel: str) -> bool:
+        return self.tree(rel) != "absent"
+
+    def group(self, module: str) -> str | None:
+        """``GENERAL_PLUGINS_GROUP`` of the loader module ``sglang.X.Y`` (None: not a plugin loader)."""
+        rel = "/".join(module.split(".")[1:])
+        for cand in (f"{rel}.py", f"{rel}/__init__.py"):
+            tree = self.tree(cand)
+            if not isinstance(tree, str):
+                group = _constants(tree).get("GENERAL_PLUGINS_GROUP")
+                return group if isinstance(group, str) else None
+        return None
+
     def site(self, site: Site) -> dict[str, Any]:
-        """Where ``site`` is defined and its ``load_plugins()`` lines (``calls`` None: not found)."""
+        """Where ``site`` is, its ``load_plugins()`` lines and the groups they load (``calls`` None: not found)."""
         errors = []
         for rel in site.files:
             tree = self.tree(rel)
             if isinstance(tree, str):
-                if tree != "absent":
-                    errors.append(tree)
+                errors += [] if tree == "absent" else [tree]
                 continue
             if site.function == MAIN:
-                lines = [ln for node in tree.body if _is_main_block(node) for ln in direct_calls(node)]
-                found = any(_is_main_block(node) for node in tree.body)
+                blocks = [node for node in tree.body if _is_main_block(node)]
+                node: ast.AST | None = blocks[0] if blocks else None
             else:
                 node = find(tree.body, site.function.split("."))
-                found, lines = node is not None, direct_calls(node) if node is not None else []
-            if found:
-                calls = bool(lines) and binds_load_plugins(tree)
-                return {"where": f"{rel}:{site.function}", "calls": calls, "lines": lines if calls else []}
-        return {"where": f"{'|'.join(site.files)}:{site.function}", "calls": None,
+            if node is None:
+                continue
+            lines = direct_calls(node) if site.function != MAIN else [ln for b in blocks for ln in direct_calls(b)]
+            groups = [g for g in (self.group(m) for m in loader_modules(tree)) if g] if lines else []
+            return {"where": f"{rel}:{site.function}", "calls": bool(groups), "lines": lines if groups else [],
+                    "groups": groups}  # fmt: skip
+        return {"where": f"{'|'.join(site.files)}:{site.function}", "calls": None, "lines": [], "groups": [],
                 "error": errors[0] if errors else "not found"}  # fmt: skip
 
-
-def _process(src: _Sources, proc: Process) -> dict[str, Any] | None:
-    if proc.optional and all(src.tree(f) == "absent" for f in proc.sites[0].files):
-        return None
-    sites = [src.site(s) for s in proc.sites]
-    if any(s["calls"] for s in sites):
-        loads: bool | None = True
-    else:
-        loads = None if sites[0]["calls"] is None else False
-    evidence = [s for s in sites if s["calls"]] or sites[:1]
-    return {"role": proc.role, "loads_plugins": loads, "evidence": evidence}
+    def sites(self, sites: tuple[Site, ...]) -> dict[str, Any]:
+        """Any of ``sites`` calling ``load_plugins()``: loads (None: none found), the groups, the evidence."""
+        found = [self.site(s) for s in sites]
+        calling = [s for s in found if s["calls"]]
+        loads = True if calling else (None if all(s["calls"] is None for s in found) else False)
+        evidence = calling or [s for s in found if s["calls"] is not None][:1] or found[:1]
+        groups = list(dict.fromkeys(g for s in calling for g in s["groups"]))
+        return {"loads_plugins": loads, "groups": groups, "evidence": evidence}
 
 
 def plugin_system(root: Path) -> dict[str, Any]:
-    """sglang's plugin loader: present?, the entry-point group it runs, the filter variable it reads."""
-    src = _Sources(root)
-    tree = src.tree(PLUGINS_FILE)
+    """sglang's srt plugin loader: present?, the entry-point group it runs, the filter variable it reads."""
+    tree = _Sources(root).tree(PLUGINS_FILE)
     if isinstance(tree, str):
         return {"present": False, "group": None, "reads_SGLANG_PLUGINS": False,
                 **({} if tree == "absent" else {"error": tree})}  # fmt: skip
-    consts = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
-              for t in n.targets if isinstance(t, ast.Name)}  # fmt: skip
-    present = find(tree.body, ["load_plugins"]) is not None
     names = {n.value if isinstance(n, ast.Constant) else n.attr for n in ast.walk(tree)
              if isinstance(n, ast.Attribute) or (isinstance(n, ast.Constant) and isinstance(n.value, str))}  # fmt: skip
-    return {"present": present, "group": consts.get("GENERAL_PLUGINS_GROUP"),
-            "reads_SGLANG_PLUGINS": "SGLANG_PLUGINS" in names}  # fmt: skip
+    return {"present": find(tree.body, ["load_plugins"]) is not None, "reads_SGLANG_PLUGINS": "SGLANG_PLUGINS" in names,
+            "group": _constants(tree).get("GENERAL_PLUGINS_GROUP")}  # fmt: skip
 
 
 def scan(root: Path, ways: tuple[Way, ...] = WAYS) -> list[dict[str, Any]]:
-    """Per way of starting present under ``root`` (sglang's package directory): do its model
-    processes call ``load_plugins()``?  ``loads_plugins``: True, False, or None (cannot tell)."""
-    src = _Sources(root)
-    out = []
+    """Per way of starting present under ``root`` (sglang's package directory): which plugin groups its
+    model processes load (``loads_plugins``: True, False, None for cannot tell), and its launching process."""
+    src, out = _Sources(root), []
     for way in ways:
-        if all(src.tree(f) == "absent" for f in way.files):
+        if not any(src.exists(f) for f in way.files) or not all(src.exists(f) for f in way.needs):
             continue
-        procs = [p for p in (_process(src, proc) for proc in way.processes) if p is not None]
+        procs = []
+        for p in way.processes:
+            if p.optional and not any(src.exists(f) for f in p.sites[0].files):
+                continue
+            procs.append({"role": p.role, "inherits": p.inherits, **src.sites(p.sites)})
         flags = [p["loads_plugins"] for p in procs]
         loads = False if False in flags else (None if None in flags or not flags else True)
-        out.append({"name": way.name, "command": way.command, "loads_plugins": loads, "processes": procs,
-                    "note": way.note})  # fmt: skip
+        launcher = src.sites(way.launcher) if way.launcher else {"loads_plugins": False, "groups": [], "evidence": []}
+        out.append({"name": way.name, "command": way.command, "runtime": way.runtime, "loads_plugins": loads,
+                    "processes": procs, "launcher": launcher, "note": way.note})  # fmt: skip
     return out

@@ -39,8 +39,8 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-DOCTOR_KEYS = {"verdict", "ok", "guard", "sglang", "targets", "ways", "links", "aiter", "torch", "children",
-               "interventions"}
+DOCTOR_KEYS = {"verdict", "ok", "guard", "sglang", "targets", "ways", "call_sites", "links", "aiter", "torch",
+               "children", "interventions"}
 
 
 def target(d: dict[str, Any], name: str) -> dict[str, Any]:

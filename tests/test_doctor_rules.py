@@ -150,3 +150,17 @@ def test_no_way_found_is_cannot_tell_unless_the_guard_is_off(switch: str | None,
     assert proc.returncode == 1 and d["ways"] == []
     want = "NOT protected: AITER_NORM_GUARD=0 turns" if switch else "cannot tell: no way of starting sglang found"
     assert d["verdict"].startswith(want), d["verdict"]
+
+
+def test_doctor_lists_the_call_sites_this_sglang_has_and_why_the_guard_leaves_some() -> None:
+    from aiter_norm_guard.targets.callsites import CALL_SITES
+
+    d = as_json(cli("doctor", "--json", release="0.5.23"))
+    sites = {c["site"]: c for c in d["call_sites"]}
+    assert list(sites) == [c.site for c in CALL_SITES]
+    assert sites["RMSNorm.forward_aiter (and its x_pad path)"]["present"] is True
+    left = [c for c in d["call_sites"] if c["present"] and c["status"] != "guarded"]
+    assert left and all(c["why"] for c in left)
+    table = cli("doctor", release="0.5.23").stdout
+    assert all(f"  {c['site']}" in table for c in left)
+    assert not any(c["present"] for c in as_json(cli("doctor", "--json", release=None))["call_sites"])

@@ -18,6 +18,7 @@ from aiter_norm_guard.bootstrap.api import sglang_info
 from aiter_norm_guard.cli import protection
 from aiter_norm_guard.patching import interventions
 from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target, entrypoints, source_scan
+from aiter_norm_guard.targets.callsites import CALL_SITES, GUARDED
 
 DIFFUSION = "sglang.multimodal_gen."  #: modules of the diffusion runtime (its own processes and plugins)
 #: What the guard checks on every entry: (check, the upstream check that covers it, if any).
@@ -71,6 +72,19 @@ def inspect_target(root: Path, target: Target) -> dict[str, Any]:
     if out["present"] and out["aiter_branch"]:
         found = set(out["checks"])
         out["guard_adds"] = [check for check, upstream in GUARD_CHECKS if upstream is None or upstream not in found]
+    return out
+
+
+def call_sites(root: Path | None) -> list[dict[str, Any]]:
+    """Every aiter norm call site of released sglang (``targets.callsites``): in this sglang?, guarded or why not."""
+    out = []
+    for site in CALL_SITES:
+        rels = [Path(*m.split(".")[1:]) for m in site.module.split("|")]
+        present = root is not None and any(
+            (root / r).with_suffix(".py").is_file() or (root / r / "__init__.py").is_file() for r in rels
+        )
+        out.append({"site": site.site, "module": site.module, "present": present, "status": site.status,
+                    "guards": list(site.guards), "why": site.why})  # fmt: skip
     return out
 
 
@@ -170,6 +184,7 @@ def diagnose() -> dict[str, Any]:
         "sglang": sg,
         "targets": targets,
         "ways": ways,
+        "call_sites": call_sites(root),
         "links": ln,
         "aiter": aiter_routing(),
         "torch": _torch(),
@@ -221,6 +236,11 @@ def format_table(d: dict[str, Any]) -> str:
         ("sglang", f"{sg['version']} at {sg['location']}" if sg["installed"] else "not installed"),
     ]
     rows += [(t["name"], _target_line(t)) for t in d["targets"]]
+    here = [c for c in d["call_sites"] if c["present"]]
+    guarded = sum(c["status"] == GUARDED for c in here)
+    rows.append(("call sites", f"{len(here)} known aiter norm call sites are in files this sglang has; "
+                 f"{guarded} guarded (the entries above); not by the guard:"))  # fmt: skip
+    rows += [(f"  {c['site']}", f"{c['status']}: {c['why']}") for c in here if c["status"] != GUARDED]
     rows += [
         ("aiter", f"{d['aiter']['version'] or 'version unknown'}; {d['aiter']['routing']}"),
         ("torch", f"{tr.get('version')} hip={tr.get('hip')} cuda={tr.get('cuda')} device={tr.get('device')}"),

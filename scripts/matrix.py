@@ -52,6 +52,7 @@ SHORT = {
     "post_without_a_residual_is_ignored_as_the_release_ignores_it": "post without residual: ignored",
     "zero_rows_past_the_first_dimension_are_caught_where_the_release_checks_only_shape_0":
         "zero rows past the first dimension",
+    "host_tensors_never_reach_the_kernel": "host tensors never reach the kernel",
 }
 RMS = "RMSNorm.forward_aiter"
 PREFIX_ENTRY = {"gemma": "GemmaRMSNorm.forward_hip", "layernorm": "LayerNorm.forward_hip"}
@@ -66,6 +67,7 @@ ENTRY_OF_TEST = {  # tests without an entry among their parameters
     "post_is_only_summed_so_a_column_slice_costs_no_copy_and_no_slow_path": RMS,
     "post_without_a_residual_is_ignored_as_the_release_ignores_it": RMS,
     "zero_rows_past_the_first_dimension_are_caught_where_the_release_checks_only_shape_0": RMS,
+    "host_tensors_never_reach_the_kernel": RMS,
 }
 
 

@@ -142,3 +142,25 @@ def test_zero_rows_past_the_first_dimension_are_caught_where_the_release_checks_
     kernels.reset()
     assert norm(x).shape == norm.forward_native(x).shape == (4, 0, 128)
     assert kernels.calls == []
+
+
+def test_host_tensors_never_reach_the_kernel(layernorm: Any, kernels: AiterKernelDouble, guarded: None) -> None:
+    """The kernels dereference device pointers (the emulation plays CPU memory as the device's and
+    marks host memory with on_host).  Before 0.5.21 the release hands a host x to aiter: a fault;
+    guarded, forward_native.  0.5.21+ sends it to forward_native itself: the guard passes it through."""
+    from aiter_norm_guard_emulation import on_host
+
+    require_entry(RMS)
+    norm = make_module(layernorm, RMS, 128, BF)
+    x = on_host(torch.randn(4, 128, dtype=BF))
+    kernels.reset()
+    unguarded = outcome(original_entry(layernorm, RMS), norm, x)
+    assert unguarded is MemoryAccessFault or torch.equal(unguarded, norm.forward_native(x))
+    kernels.reset()
+    assert torch.equal(norm(x), norm.forward_native(x))
+    assert kernels.calls == []
+    weight_on_host = make_module(layernorm, RMS, 128, BF)
+    weight_on_host.weight.data = on_host(torch.randn(128, dtype=BF))
+    kernels.reset()
+    y = torch.randn(4, 128, dtype=BF)
+    assert torch.equal(weight_on_host(y), weight_on_host.forward_native(y)) and kernels.calls == []

@@ -9,7 +9,7 @@ import sys as _sys
 
 from aiter_norm_guard.bootstrap.api import activate, install, status, uninstall
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["__version__", "install", "status", "uninstall"]
 
 

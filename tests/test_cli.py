@@ -55,9 +55,9 @@ def test_doctor_protected_by_env_and_start_up_file_lists_every_entry() -> None:
     assert d["sglang"]["version"] == "0.5.10"
     assert [t["name"] for t in d["targets"]] == [t.name for t in TARGETS]
     rms = target(d, "RMSNorm.forward_aiter")
-    assert rms["present"] and rms["aiter_branch"] and rms["checks"] == []
+    assert rms["present"] and rms["aiter_branch"] and rms["release_does"].startswith("0.5.10: no check")
     assert rms["parameters"] == ["x", "residual", "post_residual_addition"]
-    assert "zero rows" in rms["guard_adds"] and "weight length (hidden size)" in rms["guard_adds"]
+    assert {"x layout", "zero rows", "weight dtype", "weight length", "host tensors"} <= set(rms["guard_checks"])
     assert target(d, "GemmaRMSNorm.forward_hip")["aiter_branch"] is True
     assert target(d, "LayerNorm.forward_hip")["aiter_branch"] is False  # 0.5.10: native on HIP
     assert target(d, "communicator._fused_rmsnorm_fp8_per_token_quant")["present"] is False
@@ -76,15 +76,18 @@ def test_doctor_plugin_route_on_0_5_11_and_upstream_checks_from_source() -> None
     assert d["verdict"].startswith("NOT protected for: bench_one_batch (its model processes do not load sglang's")
     assert "protected for: launch_server, serve, Engine" in d["verdict"] and "AITER_NORM_GUARD=1" in d["verdict"]
     assert next(w for w in d["ways"] if w["name"] == "encoder_only")["protected"] is True  # through its launcher
-    assert target(d, "RMSNorm.forward_aiter")["checks"] == ["x rows", "x contiguous"]
+    assert target(d, "RMSNorm.forward_aiter")["release_does"].startswith("0.5.11 - 0.5.12")
     assert target(d, "LayerNorm.forward_hip")["aiter_branch"] is True
     assert target(d, "communicator._fused_rmsnorm_fp8_per_token_quant")["aiter_branch"] is True
+    mine = cli("doctor", "--json", "--ways", "launch_server,Engine", release="0.5.11")  # the ways a deployment uses
+    assert mine.returncode == 0 and as_json(mine)["verdict"].startswith("protected"), as_json(mine)["verdict"]
+    assert cli("doctor", "--ways", "no_such_way", release="0.5.11").returncode == 2
     blocked = cli("doctor", "--json", release="0.5.11", SGLANG_PLUGINS="someone_else")
     assert blocked.returncode == 1 and as_json(blocked)["children"]["sglang_plugin"]["allowed"] is False
     latest = as_json(cli("doctor", "--json", release="0.5.23"))
     rms = target(latest, "RMSNorm.forward_aiter")
-    assert {"x rows", "residual rows", "zero rows", "weight dtype"} <= set(rms["checks"])
-    assert rms["guard_adds"] == ["weight length (hidden size)", "residual shape and dtype", "strided weight"]
+    assert rms["release_does"].startswith("0.5.21 - 0.5.23")
+    assert rms["guard_checks"] == ["residual shape and dtype", "weight length", "weight stride", "host tensors"]
     assert target(latest, "GemmaRMSNorm.forward_hip")["aiter_branch"] is False
     assert target(latest, "add_norm._fused_rmsnorm_fp8_per_token_quant")["present"] is True
 

@@ -1,4 +1,4 @@
-"""Reading an entry's aiter branch and its upstream checks from source, with no import."""
+"""Reading an entry's aiter branch from source, and recognising its release by fingerprint, with no import."""
 
 from __future__ import annotations
 
@@ -45,11 +45,11 @@ def report(src: str, attr: str = "GemmaRMSNorm.forward_hip") -> dict[str, Any]:
 
 def test_the_aiter_branch_alone_is_read() -> None:
     old = report(GEMMA_0_5_10)
-    assert old["present"] and old["aiter_branch"] and old["checks"] == []  # the vllm branch's contiguous() is not it
+    assert old["present"] and old["aiter_branch"]
     new = report(GEMMA_0_5_16)
     assert new["present"] and not new["aiter_branch"]  # rms_norm only under `else` of `if _use_aiter`
     assert report(GEMMA_0_5_10, "GemmaRMSNorm.forward_cuda") == {"present": False, "parameters": None,
-                                                                  "aiter_branch": False, "checks": []}  # fmt: skip
+                                                                  "aiter_branch": False}  # fmt: skip
 
 
 def test_installed_release_report_matches_what_the_patcher_did(layernorm: Any) -> None:
@@ -86,3 +86,16 @@ def test_every_entry_of_a_pinned_release_is_a_release_read_here(layernorm: Any) 
         assert row is not None, (sglang_version(), target.name, digest)
         seen += 1
     assert seen >= 1
+
+
+def test_a_binding_is_present_where_the_module_binds_it_under_its_aiter_gate() -> None:
+    tree = ast.parse(textwrap.dedent("""
+        if _use_aiter:
+            try:
+                from aiter.ops.x import fused_qk_rmsnorm as fused_qk_rmsnorm_bf16
+            except ImportError:
+                def fused_qk_rmsnorm_bf16(q, w, e, k, kw, ke):
+                    return q, k
+        """))
+    assert source_scan.entry_report(tree, "fused_qk_rmsnorm_bf16", (), binding=True)["present"] is True
+    assert source_scan.entry_report(tree, "fused_rms_fp8_group_quant", (), binding=True)["present"] is False

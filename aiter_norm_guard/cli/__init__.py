@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         description=DOCTOR_EXIT,
     )
     doc.add_argument("--json", action="store_true")
+    doc.add_argument("--ways", help="comma-separated ways of starting sglang to judge (those you use, e.g. "
+                     "launch_server,Engine); default: every way this sglang has")  # fmt: skip
     st = sub.add_parser("selftest", help="prove the fix on this machine's device")
     st.add_argument("--json", action="store_true")
     st.add_argument("--tokens", type=_positive, default=2048)
@@ -120,7 +122,12 @@ def _dispatch(argv: list[str]) -> int:
     if args.command == "doctor":
         from aiter_norm_guard.cli import doctor
 
-        d = doctor.diagnose()
+        only = tuple(w.strip() for w in (args.ways or "").split(",") if w.strip())
+        try:
+            d = doctor.diagnose(only)
+        except ValueError as exc:
+            print(f"aiter-norm-guard: {exc}", file=sys.stderr)
+            return 2
         _emit(d, args.json, doctor.format_table(d))
         return 0 if d["ok"] else 1
     if args.command == "selftest":

@@ -1,7 +1,8 @@
 """``doctor``: what this environment will do — without importing sglang or aiter, or touching a GPU.
 
 It reads sglang's sources with ``ast`` to find every entry of the target table, whether its
-aiter branch exists and which checks upstream already has, reads aiter's version or source
+aiter branch exists, what its release does itself (by fingerprint) and so what the guard checks
+per call, reads aiter's version or source
 to tell which routing its kernels use, and checks how sglang's processes receive the guard.
 """
 
@@ -13,26 +14,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+from aiter_kernel_contracts.needs import needs, still_needed
 from aiter_norm_guard.bootstrap import settings, startup
 from aiter_norm_guard.bootstrap.api import sglang_info
 from aiter_norm_guard.cli import protection
 from aiter_norm_guard.patching import interventions
 from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target, entrypoints, source_scan
 from aiter_norm_guard.targets.callsites import CALL_SITES, GUARDED
+from aiter_norm_guard.targets.upstream import UPSTREAM, upstream_in_source
 
 DIFFUSION = "sglang.multimodal_gen."  #: modules of the diffusion runtime (its own processes and plugins)
-#: What the guard checks on every entry: (check, the upstream check that covers it, if any).
-GUARD_CHECKS = (
-    ("x layout (rank, strides)", "x rows"),
-    ("residual / post layout", "residual rows"),
-    ("zero rows", "zero rows"),
-    ("weight dtype", "weight dtype"),
-    ("weight length (hidden size)", None),
-    ("residual shape and dtype", None),
-    ("strided weight", None),
-)
-
-
 def version_tuple(v: str | None) -> tuple[int, ...]:
     """Release numbers only: ``0.5.3rc0`` -> (0, 5, 3), ``0.5.10.post1`` -> (0, 5, 10)."""
     out = []
@@ -68,11 +59,25 @@ def inspect_target(root: Path, target: Target) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
         out["error"] = f"cannot read {path}: {type(exc).__name__}: {exc}"
         return out
-    out.update(source_scan.entry_report(tree, target.attribute, target.aiter_calls))
+    out.update(source_scan.entry_report(tree, target.attribute, target.aiter_calls, target.binding))
     if out["present"] and out["aiter_branch"]:
-        found = set(out["checks"])
-        out["guard_adds"] = [check for check, upstream in GUARD_CHECKS if upstream is None or upstream not in found]
+        out.update(guard_checks(tree, target))
     return out
+
+
+def guard_checks(tree: Any, target: Target) -> dict[str, Any]:
+    """What the release's entry does itself (its row in the upstream table, by fingerprint) and so
+    what the guard checks per call: the kernels' contract less that."""
+    digest, row = upstream_in_source(tree, target.name, target.attribute)
+    contract = needs(*target.kernels)
+    if row is not None:
+        release = f"{row.releases}: {row.how}"
+    elif target.name in UPSTREAM:
+        release = f"not a release read here (fingerprint {digest}): the guard checks everything"
+    else:
+        release = "none (the entry is aiter's own function, or sglang checks nothing before it)"
+    done = (row.alone, row.with_rows) if row is not None else ((), ())
+    return {"release_does": release, "guard_checks": list(still_needed(contract, *done))}
 
 
 def call_sites(root: Path | None) -> list[dict[str, Any]]:
@@ -157,8 +162,9 @@ def interventions_help() -> dict[str, Any]:
     }
 
 
-def diagnose() -> dict[str, Any]:
-    """Everything ``doctor`` reports, and its verdict."""
+def diagnose(only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Everything ``doctor`` reports, and its verdict (over the ways of starting sglang named in
+    ``only``, where given: those a deployment uses; every way found otherwise)."""
     raw = settings.read(settings.ENABLE_VAR)
     flag = settings.parse_flag(
         settings.ENABLE_VAR, raw, True, "unset: on wherever aiter_norm_guard is imported or loaded as a plugin"
@@ -174,7 +180,10 @@ def diagnose() -> dict[str, Any]:
         if t.get("present") and t.get("aiter_branch"):
             exposed.setdefault(t["runtime"], []).append(t["name"])
     ways = protection.per_way(entrypoints.scan(root) if root is not None else [], ln, exposed)
-    verdict, ok = _verdict(sg, targets, ways, ln)
+    unknown = sorted(set(only) - {w["name"] for w in ways})
+    if unknown:
+        raise ValueError(f"no such way of starting sglang here: {unknown}; known: {[w['name'] for w in ways]}")
+    verdict, ok = _verdict(sg, targets, [w for w in ways if not only or w["name"] in only], ln)
     children = startup.children_inherit(raw, use_current=False)
     plugin_route = protection.plugin_open(ln)
     return {
@@ -200,8 +209,8 @@ def _target_line(t: dict[str, Any]) -> str:
         return "not in this sglang"
     if not t.get("aiter_branch"):
         return "present, no aiter branch (nothing to guard)"
-    upstream = ", ".join(t["checks"]) or "none"
-    return f"EXPOSED; upstream checks: {upstream}; the guard adds: {', '.join(t['guard_adds'])}"
+    checks = ", ".join(t["guard_checks"])
+    return f"EXPOSED; the release itself: {t['release_does']}; the guard checks per call: {checks}"
 
 
 def _way_line(w: dict[str, Any]) -> str:

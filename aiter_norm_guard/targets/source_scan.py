@@ -1,26 +1,14 @@
-"""Read an entry's source (``ast``, no import): does it have its aiter branch, and which checks.
+"""Read an entry's source (``ast``, no import): is it there, and does it have its aiter branch.
 
-Used by the patcher (is this release's entry really the aiter one?) and by ``doctor``
-(what does upstream already check, so what does the guard add).  The checks are found by
-the statements sglang wrote for them; a source that says nothing returns nothing.
+Used by the patcher (is this release's entry really the aiter one?) and by ``doctor``.  What
+a release's entry checks itself is not read from its statements here but recognised by its
+fingerprint (:mod:`~aiter_norm_guard.targets.upstream`).
 """
 
 from __future__ import annotations
 
 import ast
 import copy
-import re
-
-#: Upstream checks, as the statements sglang wrote them (matched on the unparsed aiter branch).
-CHECKS: dict[str, tuple[str, ...]] = {
-    "x rows": (r"\bx\s*=\s*x\.contiguous\(\)\.reshape\(-1",),
-    "x contiguous": (r"\bx\s*=\s*x\.contiguous\(\)",),
-    "residual rows": (r"\bresidual\s*=\s*residual\.contiguous\(\)",),
-    "zero rows": (r"\b(x|hidden_states)\.shape\[0\]\s*==\s*0", r"\b(x|hidden_states)\.numel\(\)\s*==\s*0"),
-    "weight dtype": (r"weight(\.data)?\.dtype\s*!=\s*x\.dtype", r"x\.dtype\s*!=\s*self\.weight(\.data)?\.dtype"),
-    "CPU tensors to native": (r"not\s+x\.is_cuda",),
-    "x reshaped (strided views kept)": (r"\bx\s*=\s*x\.reshape\(-1",),
-}
 
 _GATE = "_use_aiter"
 
@@ -90,21 +78,37 @@ def has_aiter_branch(fn: ast.FunctionDef, names: tuple[str, ...]) -> bool:
     return calls(aiter_branch(fn), names)
 
 
-def checks(fn: ast.FunctionDef) -> list[str]:
-    """The upstream checks found in ``fn``'s aiter branch (see :data:`CHECKS`)."""
-    text = ast.unparse(aiter_branch(fn))
-    return [name for name, patterns in CHECKS.items() if any(re.search(p, text) for p in patterns)]
+def binds(tree: ast.Module, name: str) -> bool:
+    """Whether the module binds the global ``name`` at import (an import, a def or an assignment,
+    also under ``if`` / ``try``: aiter bindings are made only where aiter is selected)."""
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            todo += [*node.body, *node.orelse, *getattr(node, "finalbody", []),
+                     *(s for h in getattr(node, "handlers", []) for s in h.body)]  # fmt: skip
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any((a.asname or a.name) == name for a in node.names):
+                return True
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return True
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return True
+    return False
 
 
-def entry_report(tree: ast.Module, attribute: str, names: tuple[str, ...]) -> dict[str, object]:
-    """``present``, ``parameters``, ``aiter_branch`` and upstream ``checks`` of one entry."""
+def entry_report(tree: ast.Module, attribute: str, names: tuple[str, ...], binding: bool = False) -> dict[str, object]:
+    """``present``, ``parameters`` and ``aiter_branch`` of one entry (a ``binding``: a module global
+    bound only where aiter is selected, so present means its aiter branch)."""
+    if binding:
+        bound = binds(tree, attribute)
+        return {"present": bound, "parameters": None, "aiter_branch": bound}
     fn = find(tree, attribute)
     if fn is None:
-        return {"present": False, "parameters": None, "aiter_branch": False, "checks": []}
+        return {"present": False, "parameters": None, "aiter_branch": False}
     params = [a.arg for a in fn.args.args]
     return {
         "present": True,
         "parameters": params[1:] if "." in attribute else params,
         "aiter_branch": has_aiter_branch(fn, names),
-        "checks": checks(fn),
     }

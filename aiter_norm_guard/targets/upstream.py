@@ -54,17 +54,18 @@ UPSTREAM: dict[str, dict[str, Upstream]] = {
                                      "x to 2-D contiguous rows without a residual; with one, only a 2-D x made "
                                      "contiguous (:293)"),
         "b6bb02a2ca6d6dd8": Upstream("0.5.13 - 0.5.14", _V13, frozenset({X_CONTIGUOUS_2D, ZERO_ROWS}),
-                                     "and an early return for shape[0] == 0 (:354)"),
+                                     "as 0.5.11, and shape[0] == 0 returns x (:354)"),
         "7d41473f4aa36b15": Upstream("0.5.15", _V13, frozenset({X_CONTIGUOUS_2D, ZERO_ROWS}),
-                                     "as 0.5.13, and a batch-invariant branch (native or sglang's kernel)"),
+                                     "as 0.5.13 (and a batch-invariant branch: native or sglang's kernel)"),
         "5d417b9d5350b2ec": Upstream("0.5.16", _V16, frozenset({X_CONTIGUOUS_2D, ZERO_ROWS, WEIGHT_DTYPE}),
-                                     "and a weight of another dtype to forward_native (:377)"),
+                                     "as 0.5.13, and a weight of another dtype to forward_native (:377)"),
         "641fdc2e2a0e6d86": Upstream("0.5.17", _V16, frozenset({X_CONTIGUOUS_2D, ZERO_ROWS, WEIGHT_DTYPE}),
                                      "as 0.5.16"),
         "6f17d1d227dcb94d": Upstream("0.5.18", _V16, frozenset({X_CONTIGUOUS_2D, ZERO_ROWS, WEIGHT_DTYPE}),
                                      "as 0.5.16 (adds quant_linear)"),
-        "a498a44b4cf57575": _same("0.5.19 - 0.5.20", _V19, "and residual / post to 2-D contiguous rows (:670)"),
-        "021a145c3097e88b": _same("0.5.21 - 0.5.23", _V21, "and a host x to forward_native (:652)"),
+        "a498a44b4cf57575": _same("0.5.19 - 0.5.20", _V19, "x, residual and post to 2-D contiguous rows; "
+                                  "shape[0] == 0 returns; a weight of another dtype to forward_native (:636-681)"),
+        "021a145c3097e88b": _same("0.5.21 - 0.5.23", _V21, "as 0.5.19, and a host x to forward_native (:652)"),
     },
     "GemmaRMSNorm.forward_hip": {
         "adce97a3ee12d2f8": _same("0.5.10", frozenset({WEIGHT_STRIDE}), "reads weight.data + 1.0: a new, "

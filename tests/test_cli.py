@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aiter_norm_guard.bootstrap.startup import startup_file
-from aiter_norm_guard.cli import selftest
+from aiter_norm_guard.cli import selftest_report
 from aiter_norm_guard.targets import TARGETS
 from conftest import REPO
 
@@ -213,8 +213,8 @@ def test_colour_only_when_asked() -> None:
             {"case": "c", "x": "-", "unguarded": "fault", "guarded": "ok", "max_abs_error": 0.0, "unguarded_detail": ""}
         ],
     }
-    assert "\x1b[31m" in selftest.format_table(report, colour=True)
-    assert "\x1b[" not in selftest.format_table(report, colour=False)
+    assert "\x1b[31m" in selftest_report.format_table(report, colour=True)
+    assert "\x1b[" not in selftest_report.format_table(report, colour=False)
 
 
 @wheel

@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     mode = st.add_mutually_exclusive_group()
     mode.add_argument("--emulated", action="store_true", default=None, help="use the CPU kernel double even on ROCm")
     mode.add_argument(
-        "--device", dest="emulated", action="store_false", help="require the real ROCm device and aiter kernels"
+        "--device", dest="emulated", action="store_false",
+        help="run on the GPU with the aiter sglang imports (the report names the GPU and where its kernels came from)"
     )
     st.add_argument(
         "--isolate", action="store_true", default=None, help="run unguarded cases in child processes (default on a GPU)"
@@ -94,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _selftest(args: argparse.Namespace) -> int:
-    from aiter_norm_guard.cli import selftest
+    from aiter_norm_guard.cli import selftest, selftest_report
 
     def fail(message: str) -> int:
         if args.json:
@@ -102,15 +103,15 @@ def _selftest(args: argparse.Namespace) -> int:
         print(f"aiter-norm-guard: {message}", file=sys.stderr)
         return 2
 
-    if args.emulated is False and not selftest.real_rocm():
-        return fail("--device needs a ROCm GPU; none is visible")
+    if args.emulated is False and not selftest.torch.cuda.is_available():
+        return fail("--device needs a GPU; none is visible")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
     try:
         report = selftest.run(tokens=args.tokens, emulated=args.emulated, isolate=args.isolate, cases=cases)
     except ValueError as exc:
         return fail(str(exc))
-    _emit(report, args.json, selftest.format_table(report, colour=sys.stdout.isatty()))
-    return selftest.exit_code(report)
+    _emit(report, args.json, selftest_report.format_table(report, colour=sys.stdout.isatty()))
+    return selftest_report.exit_code(report)
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -1,7 +1,8 @@
 """``selftest``: run the installed sglang's real norm entries on the contract cases, unguarded and guarded.
 
-On ROCm with aiter it uses the real kernels, and runs each unguarded call in a child process
-so a memory fault cannot take the selftest down.  Elsewhere it uses the memory-faithful
+On a GPU (ROCm with aiter by default, or ``--device``) it uses the kernels sglang imported, says
+which device and which ``aiter`` they came from, and runs each unguarded call in a child
+process so a memory fault cannot take the selftest down.  Elsewhere it uses the memory-faithful
 kernel double and says so ("emulated") in every report.  Each case runs only where the
 installed sglang has the entry's aiter branch and selected it.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from aiter_norm_guard.cli.cases import BY_NAME, CASES, Case, CaseInputs, describe, make_module
+from aiter_norm_guard.cli.selftest_report import err_text
 
 FAULT_EXIT = 3
 
@@ -24,6 +26,18 @@ FAULT_EXIT = 3
 def real_rocm() -> bool:
     """A ROCm build of torch with a visible GPU."""
     return bool(torch.version.hip) and torch.cuda.is_available()
+
+
+def device_label() -> str:
+    """The device, torch's HIP version and the ``aiter`` sglang imported its kernels from: what ran."""
+    aiter = sys.modules.get("aiter")
+    if aiter is None:
+        origin = "no aiter imported"
+    elif getattr(aiter, "__aiter_norm_guard_emulated__", False):
+        origin = f"a test double of aiter's kernels ({aiter.__doc__ or 'not aiter'})"
+    else:
+        origin = f"aiter {getattr(aiter, '__version__', '?')} at {getattr(aiter, '__file__', '?')}"
+    return f"{torch.cuda.get_device_name()}, torch.version.hip={torch.version.hip}, kernels from {origin}"
 
 
 def _pairs(got: Any, want: Any) -> list[tuple[Any, Any]]:
@@ -42,10 +56,6 @@ def _max_err(got: Any, want: Any) -> float | None:
                 return None  # garbage: NaN or inf where forward_native is finite
             err = max(err, diff.max().item())
     return err
-
-
-def _err_text(err: float | None) -> str:
-    return "another shape, or NaN / inf where native is finite" if err is None else f"max abs error {err:.3g}"
 
 
 def _close(got: Any, want: Any, tol: float | None) -> bool:
@@ -77,7 +87,7 @@ def _unguarded(original: Any, norm: Any, inp: CaseInputs, want: Any, tol: float 
         return "fault", f"{type(exc).__name__}: {str(exc).splitlines()[0][:90] if str(exc) else ''}"
     if _close(got, want, tol):
         return "ok", ""
-    return "wrong", _err_text(_max_err(got, want))
+    return "wrong", err_text(_max_err(got, want))
 
 
 def _unguarded_isolated(name: str, tokens: int, emulated: bool) -> tuple[str, str]:
@@ -148,7 +158,7 @@ def run(
 
     status = aiter_norm_guard.install(force=True)
     flag = settings.enabled()
-    report: dict[str, Any] = {"mode": "emulated" if emulated else "rocm", "tokens": tokens, "cases": [],
+    report: dict[str, Any] = {"mode": "emulated" if emulated else "device", "tokens": tokens, "cases": [],
                               "guard_enabled_in_env": flag.value, "env_reason": flag.reason,
                               "passed": False}  # fmt: skip
     if status.get("error"):  # e.g. wrapt missing: sglang imported from now on would stay unguarded
@@ -158,6 +168,8 @@ def run(
         import sglang.srt.layers.layernorm as ln
     except Exception as exc:
         report["error"] = f"cannot import sglang's layernorm module: {exc!r}"
+    if not emulated:
+        report["device"] = device_label()
         return report
     status = aiter_norm_guard.status()
     report["sglang"] = status["sglang"]["version"]
@@ -211,45 +223,3 @@ def _run_case(ln: Any, case: Case, original: Any, tokens: int, device: torch.dev
     row.update(x=describe(inp.x), residual=describe(inp.residual), unguarded=before, unguarded_detail=detail,
                guarded=after, max_abs_error=err)  # fmt: skip
     return row
-
-
-def format_table(report: dict[str, Any], colour: bool = False) -> str:
-    """The report as a plain-text table (ANSI colour only when asked)."""
-
-    def paint(word: str) -> str:
-        code = {"ok": "32", "fail": "31", "fault": "31", "wrong": "33"}.get(word) if colour else None
-        return f"\033[{code}m{word}\033[0m" if code else word
-
-    emulated = report["mode"] == "emulated"
-    label = "EMULATED (CPU, memory-faithful aiter kernel double)" if emulated else "ROCm, real aiter"
-    lines = [f"aiter-norm-guard selftest — {label}; sglang {report.get('sglang')}; {report['tokens']} tokens"]
-    if not report.get("guard_enabled_in_env", True):
-        lines.append(
-            f"note: the guard was forced on for this test, but this environment disables it "
-            f"({report['env_reason']}): sglang will run unguarded"
-        )
-    if "error" in report:
-        return "\n".join([*lines, f"error: {report['error']}"])
-    if report["cases"]:
-        head = f"{'case':24} {'x shape / stride':34} {'unguarded':9} {'guarded':7} {'max abs err':>11}  note"
-        lines += [head, "-" * len(head)]
-    for c in report["cases"]:
-        err = "-" if c["max_abs_error"] is None else f"{c['max_abs_error']:.3g}"
-        lines.append(
-            f"{c['case']:24} {c['x']:34} {paint(c['unguarded']):9} {paint(c['guarded']):7} "
-            f"{err:>11}  {c['unguarded_detail'][:60]}"
-        )
-    skipped = report.get("not_applicable_cases") or []
-    if report.get("requested"):
-        lines += [f"{c['case']:24} n/a: {c['reason']}" for c in skipped]
-    elif skipped:
-        lines.append(f"not applicable here: {', '.join(c['case'] for c in skipped)}")
-    if "not_applicable" in report:
-        return "\n".join([*lines, f"NOT APPLICABLE: {report['not_applicable']}"])
-    verdict = "PASS: every case matches forward_native with the guard" if report["passed"] else "FAIL"
-    return "\n".join([*lines, verdict])
-
-
-def exit_code(report: dict[str, Any]) -> int:
-    """0 passed, or nothing to run here (as ``doctor`` says); 1 a failure or an error."""
-    return 0 if report.get("passed") or "not_applicable" in report else 1

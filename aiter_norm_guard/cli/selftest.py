@@ -168,9 +168,10 @@ def run(
         import sglang.srt.layers.layernorm as ln
     except Exception as exc:
         report["error"] = f"cannot import sglang's layernorm module: {exc!r}"
-    if not emulated:
-        report["device"] = device_label()
         return report
+    finally:
+        if not emulated:
+            report["device"] = device_label()
     status = aiter_norm_guard.status()
     report["sglang"] = status["sglang"]["version"]
     states = {t["name"]: t for t in status["targets"]}

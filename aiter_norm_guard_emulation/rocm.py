@@ -12,6 +12,7 @@ selftest use it.
 
 from __future__ import annotations
 
+import importlib.machinery
 import inspect
 import os
 import sys
@@ -31,6 +32,7 @@ EMULATED_ARCH = "gfx942:sramecc+:xnack-"
 class _DeviceProperties:
     def __init__(self, arch: str) -> None:
         self.gcnArchName = arch
+        self.major, self.minor = (9, 5) if arch.startswith("gfx95") else (9, 4)
         self.name = f"AMD Instinct {'MI355X' if arch.startswith('gfx950') else 'MI300X'} (emulated)"
 
 
@@ -71,6 +73,7 @@ def _aiter_modules(kernels: AiterKernelDouble) -> dict[str, types.ModuleType]:
     for name, mod in mods.items():
         mod.__doc__ = f"aiter_norm_guard emulation ({kernels.build} build): memory-faithful norm kernel double"
         mod.__path__ = []  # type: ignore[attr-defined]
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)  # find_spec("aiter") works
         mod.__aiter_norm_guard_emulated__ = True  # type: ignore[attr-defined]
         parent, _, child = name.rpartition(".")
         if parent:

@@ -7,7 +7,6 @@ no norm name was ever served by a stub).
 
 from __future__ import annotations
 
-import importlib.machinery
 import inspect
 import socket
 import sys
@@ -29,9 +28,6 @@ def rocm(arch: str | None = None) -> Any:
 
     emu = EmulatedRocm(AiterKernelDouble(), **({"arch": arch} if arch else {}))
     emu.activate()
-    for name, module in list(sys.modules.items()):  # find_spec("aiter") (diffusers asks) needs a spec
-        if name.split(".")[0] == "aiter" and getattr(module, "__spec__", None) is None:
-            module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
     import aiter_norm_guard  # noqa: F401
 
     return emu.kernels
@@ -64,10 +60,7 @@ def stub_non_norm_kernels() -> None:
         pass
     stubs.platform_shims()
     import sglang.srt.distributed.parallel_state as ps
-    import torch
 
-    # torch.distributed asks the capability of a tensor whose (emulated) is_cuda is true
-    torch.cuda.get_device_capability = lambda *a, **k: (9, 4)
     original = ps.init_model_parallel_group
 
     def cpu_group(*args: Any, **kwargs: Any) -> Any:

@@ -98,5 +98,6 @@ def needs(*kernels: Kernel) -> Needs:
 
 def still_needed(needs: Needs, alone: Collection[str] = (), with_rows: Collection[str] = ()) -> tuple[str, ...]:
     """The requirements a caller still checks when the release already does ``alone`` (calls
-    without a residual) and ``with_rows`` (calls with one) itself."""
-    return tuple(name for name in needs.names() if name not in alone or name not in with_rows)
+    without a residual) and ``with_rows`` (calls with one) itself.  A release's host check reads
+    ``x`` alone: the weights' and the residual's devices stay the caller's to check."""
+    return tuple(name for name in needs.names() if name not in alone or name not in with_rows or name == HOST)

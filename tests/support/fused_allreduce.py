@@ -45,15 +45,6 @@ def cases(norm: Any, rank: int) -> dict[str, tuple[Any, ...]]:
     }
 
 
-def outcome(fn: Any) -> dict[str, Any]:
-    try:
-        out = fn()
-    except Exception as exc:
-        return {"outcome": type(exc).__name__, "detail": str(exc)[:200]}
-    outs = out if isinstance(out, tuple) else (out,)
-    return {"outcome": "ok", "values": [[list(t.shape), str(t.dtype), t.float().flatten().tolist()] for t in outs]}
-
-
 def rank_main(rank: int, port: int, guard_mode: str, queue: Any) -> None:
     torch.set_num_threads(1)
     try:
@@ -104,7 +95,7 @@ def run_rank(rank: int, port: int) -> dict[str, Any]:
                 fn = lambda x=x, r=res: norm.forward_native(gloo_all_reduce(x.contiguous()), r.clone())  # noqa: E731
             else:
                 fn = lambda x=x, r=res: norm.forward_with_allreduce_fusion(x.clone(), r.clone())  # noqa: E731
-            got[mode] = outcome(fn)
+            got[mode] = sglang_setup.outcome(fn)
             got[mode]["kernels"] = [c.name for c in kernels.calls]
             dist.barrier(group=tp.cpu_group)
         results[name] = got

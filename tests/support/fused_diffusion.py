@@ -50,15 +50,6 @@ def amdsmi_one_gpu() -> None:
     torch.cuda.current_device = lambda: 0  # sglang's Triton norm (another route) sizes its autotune configs at import
 
 
-def outcome(fn: Any) -> dict[str, Any]:
-    try:
-        out = fn()
-    except Exception as exc:
-        return {"outcome": type(exc).__name__, "detail": str(exc)[:200]}
-    outs = out if isinstance(out, tuple) else (out,)
-    return {"outcome": "ok", "values": [[list(t.shape), str(t.dtype), t.float().flatten().tolist()] for t in outs]}
-
-
 def main() -> None:
     kernels = sglang_setup.rocm()
     import aiter_norm_guard
@@ -96,7 +87,7 @@ def main() -> None:
             kernels.reset()
             args = (xx.clone(),) if rr is None else (xx.clone(), rr.clone())
             fn = norm.forward_native if mode == "native" else norm.forward  # forward: the instance's forward_aiter
-            got[mode] = outcome(lambda fn=fn, args=args: fn(*args))
+            got[mode] = sglang_setup.outcome(lambda fn=fn, args=args: fn(*args))
             got[mode]["kernels"] = [c.name for c in kernels.calls]
         out[name] = got
     out["guarded_entries"] = sorted(t["name"] for t in aiter_norm_guard.install(force=True)["targets"] if t["patched"])

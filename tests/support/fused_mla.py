@@ -86,14 +86,6 @@ def prepare_norms(attn: Any, module: Any, prepare: Any, latent: torch.Tensor) ->
     raise AssertionError("the prepare method never reached q_b_proj")
 
 
-def outcome(fn: Any) -> dict[str, Any]:
-    try:
-        q, k = fn()
-    except Exception as exc:
-        return {"outcome": type(exc).__name__, "detail": str(exc)[:200]}
-    return {"outcome": "ok", "values": [[list(t.shape), str(t.dtype), t.float().flatten().tolist()] for t in (q, k)]}
-
-
 def main() -> None:
     kernels = sglang_setup.rocm()
     import aiter_norm_guard
@@ -130,7 +122,7 @@ def main() -> None:
                 for n in norms:
                     n._forward_method = n.forward_native
             try:
-                got[mode] = outcome(lambda lat=lat: prepare_norms(attn, module, prepare, lat))  # type: ignore[misc]
+                got[mode] = sglang_setup.outcome(lambda lat=lat: prepare_norms(attn, module, prepare, lat))  # type: ignore[misc]
             finally:
                 module._use_aiter = saved[0]
                 for n, fm in zip(norms, saved[1], strict=True):

@@ -53,20 +53,6 @@ def callers() -> tuple[str, dict[str, Any]]:
     }
 
 
-def flat(out: Any) -> list[Any]:
-    if isinstance(out, torch.Tensor):
-        raw = out.view(torch.uint8) if out.dtype.itemsize == 1 else out.float()
-        return [[list(out.shape), str(out.dtype), raw.flatten().tolist()]]
-    return [x for o in (out or ()) for x in flat(o)] if isinstance(out, (tuple, list)) else []
-
-
-def outcome(fn: Any) -> dict[str, Any]:
-    try:
-        return {"outcome": "ok", "values": flat(fn())}
-    except Exception as exc:
-        return {"outcome": type(exc).__name__, "detail": str(exc)[:300]}
-
-
 def main() -> None:
     kernels = sglang_setup.rocm(sglang_setup.GFX950)
     import aiter_norm_guard
@@ -105,7 +91,8 @@ def main() -> None:
                 aiter_norm_guard.uninstall()
             kernels.reset()
             fn = call[kind]
-            got[mode] = outcome(lambda a=args, fn=fn: fn(norm, a[0].clone(), None if a[1] is None else a[1].clone()))
+            call_it = lambda a=args, fn=fn: fn(norm, a[0].clone(), None if a[1] is None else a[1].clone())  # noqa: E731
+            got[mode] = sglang_setup.outcome(call_it)
             got[mode]["kernels"] = [c.name for c in kernels.calls]
         out[name] = got
     out["guarded_entries"] = sorted(t["name"] for t in aiter_norm_guard.install(force=True)["targets"] if t["patched"])

@@ -112,3 +112,21 @@ def distributed(rank: int = 0, world_size: int = 1, port: int | None = None, tp:
         initialize_dp_attention(args, config)
     stubs.freeze()
     return args
+
+
+def flat(out: Any) -> list[Any]:
+    """A result (tensor, or tuples / lists of them) as JSON: shape, dtype, values (1-byte dtypes as raw bytes)."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        raw = out.view(torch.uint8) if out.dtype.itemsize == 1 else out.float()
+        return [[list(out.shape), str(out.dtype), raw.flatten().tolist()]]
+    return [x for o in (out or ()) for x in flat(o)] if isinstance(out, (tuple, list)) else []
+
+
+def outcome(fn: Any) -> dict[str, Any]:
+    """What calling ``fn`` gave, as JSON: ``ok`` and its values, or the exception's type and text."""
+    try:
+        return {"outcome": "ok", "values": flat(fn())}
+    except Exception as exc:
+        return {"outcome": type(exc).__name__, "detail": str(exc)[:300]}

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 rm -rf dist .cache/wheel-venv
 .venv/bin/python -m build --wheel --no-isolation --outdir dist . > .cache-build.log 2>&1 || { cat .cache-build.log; exit 1; }
 rm -f .cache-build.log
-python3 -m venv .cache/wheel-venv
+# The base venv's own interpreter (what setup.sh made it from, $PYTHON or python3): the .pth below points
+# the wheel venv at the base's site-packages, which only an interpreter of the same version can use.
+"$(.venv/bin/python -c 'import sys; print(sys._base_executable)')" -m venv .cache/wheel-venv
 base=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 fresh=$(.cache/wheel-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$base" > "$fresh/_aiter_norm_guard_base_env.pth"

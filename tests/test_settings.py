@@ -23,13 +23,34 @@ def test_read_never_returns_the_guards_own_write(monkeypatch: pytest.MonkeyPatch
     assert settings.ENABLE_VAR not in os.environ
 
 
-@pytest.mark.parametrize("value", ["1", "on", "0", "OFF"])
+@pytest.mark.parametrize("value", ["1", "on", "0", "OFF", "disable", "ture"])
 def test_an_explicit_value_is_never_overwritten(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(settings.ENABLE_VAR, value)
     monkeypatch.setattr(settings, "_written", {})
     settings.enable_for_children()
     settings.restore_for_children()
     assert os.environ[settings.ENABLE_VAR] == value and settings.read(settings.ENABLE_VAR) == value
+
+
+def test_an_empty_value_is_written_and_given_back_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(settings.ENABLE_VAR, " ")
+    monkeypatch.setattr(settings, "_written", {})
+    settings.enable_for_children()
+    assert os.environ[settings.ENABLE_VAR] == "1"
+    settings.restore_for_children()
+    assert os.environ[settings.ENABLE_VAR] == " "
+
+
+def test_a_misspelt_off_reaches_children_as_the_user_wrote_it() -> None:
+    """AITER_NORM_GUARD=disable: unset with a warning in this process, never 1 for its children."""
+    code = """
+import os, subprocess, sys, aiter_norm_guard
+child = "import os, sys; print(os.environ['AITER_NORM_GUARD'], 'aiter_norm_guard' in sys.modules)"
+print(subprocess.run([sys.executable, "-P", "-c", child], capture_output=True, text=True).stdout.strip())
+"""
+    proc = run_python(code, {"AITER_NORM_GUARD": "disable"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "disable False"
 
 
 def test_restore_leaves_a_value_someone_else_set_since(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,11 +92,13 @@ def row_strided() -> Flag:
 def enable_for_children() -> None:
     """Turn the switch on in this process's environment, so Python children install the guard.
 
-    Never over an explicit value: an off-word stays off, an on-word needs nothing.
+    Only where it is unset or empty: never over a value the user set, understood or not (an
+    off-word stays off, an on-word needs nothing, a misspelt off such as ``disable`` is not
+    turned into an on for every child).
     """
     try:
         raw = os.environ.get(ENABLE_VAR)
-        if is_on(raw) or is_off(raw):
+        if raw is not None and raw.strip():
             return
         _written.setdefault(ENABLE_VAR, (raw, "1"))
         os.environ[ENABLE_VAR] = "1"

@@ -57,3 +57,49 @@ def test_threads_install_uninstall_import_and_call(layernorm: Any) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"errors": [], "hung": 0, "one_wrapper": True, "calls_ok": 40, "calls": 40}
+
+
+FORK_WITH_A_HELD_LOCK = """
+import json, os, threading, time
+import aiter_norm_guard
+from aiter_norm_guard import _log
+from aiter_norm_guard.bootstrap import api
+from aiter_norm_guard.patching import interventions, registry, reload_hook
+from aiter_norm_guard.patching.patcher import PATCHER
+
+def held(get):
+    ready = threading.Event()
+    def hold():
+        with get():  # another thread inside the guard (a post-import hook patching, a first log line) at the fork
+            ready.set(); time.sleep(2)
+    threading.Thread(target=hold, daemon=True).start(); ready.wait()
+
+out = {}
+for name, get, use in [
+    ("patcher", lambda: PATCHER._lock, lambda: aiter_norm_guard.status()),
+    ("log", lambda: _log._lock, lambda: _log.log_once("fork-probe", 10, "probe")),
+    ("registry", lambda: registry._lock, lambda: registry.register(len, object())),
+    ("reload_hook", lambda: reload_hook._lock, lambda: reload_hook.on_reload("no.such.module", print)),
+    ("api", lambda: api._lock, lambda: api.activate("api", force=True)),
+    ("interventions", lambda: interventions._lock, lambda: interventions.record("Fork.probe", "zero rows")),
+]:
+    held(get)
+    pid = os.fork()
+    if pid == 0:
+        use(); os._exit(0)
+    deadline = time.time() + 20
+    while time.time() < deadline and not os.waitpid(pid, os.WNOHANG)[0]:
+        time.sleep(0.05)
+    else:
+        if time.time() >= deadline:
+            os.kill(pid, 9); os.waitpid(pid, 0)
+    out[name] = time.time() < deadline
+print(json.dumps(out))
+"""
+
+
+def test_a_fork_while_another_thread_holds_a_guard_lock_does_not_hang_the_child() -> None:
+    proc = run_python(FORK_WITH_A_HELD_LOCK, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == dict.fromkeys(("patcher", "log", "registry", "reload_hook", "api", "interventions"), True)

@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import Any
 
-from aiter_norm_guard._log import log_once
+from aiter_norm_guard._log import after_fork, log_once
 from aiter_norm_guard.bootstrap import settings, startup
 from aiter_norm_guard.patching import interventions
 from aiter_norm_guard.patching.patcher import PATCHER
@@ -16,6 +16,14 @@ from aiter_norm_guard.patching.patcher import PATCHER
 SOURCES: list[str] = []
 _last_flag: list[settings.Flag] = []
 _lock = threading.Lock()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+after_fork(_new_lock)
 
 
 def activate(source: str, force: bool = False) -> bool:

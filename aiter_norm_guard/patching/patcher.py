@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from aiter_norm_guard._log import log_once
+from aiter_norm_guard._log import after_fork, log_once
 from aiter_norm_guard.patching import hooks, instances, reload_hook
 from aiter_norm_guard.patching.locate import (
     describe,
@@ -76,6 +76,11 @@ class Patcher:
         self.error: str | None = None
         self._hooked: set[str] = set()
         self._records: list[Record] = []
+        self._lock = threading.RLock()
+        after_fork(self._new_lock)
+
+    def _new_lock(self) -> None:
+        """A forked child gets a lock no thread holds (a parent thread may have been mid-patch)."""
         self._lock = threading.RLock()
 
     def modules(self) -> list[str]:

@@ -13,6 +13,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from aiter_norm_guard._log import after_fork
+
 
 class Guarded(Protocol):
     original: Callable[..., Any]
@@ -21,6 +23,14 @@ class Guarded(Protocol):
 
 _GUARDS: dict[int, tuple[weakref.ref[Any], Guarded]] = {}
 _lock = threading.Lock()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+after_fork(_new_lock)
 
 
 def register(fn: Callable[..., Any], guard: Guarded) -> None:

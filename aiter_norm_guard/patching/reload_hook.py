@@ -17,10 +17,20 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aiter_norm_guard._log import after_fork
+
 Callback = Callable[[types.ModuleType], None]
 _callbacks: dict[str, list[Callback]] = {}
 _lock = threading.Lock()
 _local = threading.local()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+after_fork(_new_lock)
 
 
 class _ChainedLoader(importlib.abc.Loader):

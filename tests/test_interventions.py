@@ -154,3 +154,26 @@ def test_prometheus_trouble_is_one_line_and_counting_goes_on(how: str, tmp_path:
     warnings = [ln for ln in proc.stderr.splitlines() if "not exported to Prometheus" in ln]
     assert len(warnings) == 1 and warnings[0].startswith("WARNING"), proc.stderr
     assert ("hidden by a test shim" if how == "missing" else "multiprocess mode") in warnings[0]
+
+
+FORK_LOG = """
+import logging, os, sys
+logging.basicConfig(level=logging.INFO, format="LOG %(process)d %(message)s", stream=sys.stdout)
+from aiter_norm_guard.patching import interventions
+interventions.record("RMSNorm.forward_aiter", "zero rows")
+pid = os.fork()
+if pid == 0:
+    interventions.record("RMSNorm.forward_aiter", "zero rows")
+    print("child", interventions.snapshot()[0]["count"], flush=True); os._exit(0)
+os.waitpid(pid, 0)
+interventions.record("RMSNorm.forward_aiter", "zero rows")
+"""
+
+
+def test_a_forked_child_logs_its_own_first_intervention() -> None:
+    proc = run_python(FORK_LOG)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    firsts = [ln.split()[1] for ln in lines if "RMSNorm.forward_aiter: zero rows (first time" in ln]
+    assert len(firsts) == 2 and firsts[0] != firsts[1]  # the parent's first and the child's; no second
+    assert "child 1" in lines

@@ -15,6 +15,7 @@ import os
 import threading
 from typing import Any
 
+from aiter_norm_guard import _log
 from aiter_norm_guard._log import log_once
 
 METRIC = "aiter_norm_guard_interventions"  # exported as ..._total
@@ -35,7 +36,7 @@ def record(entry: str, reason: str) -> None:
             counter = _counter[0] if _counter else _make_counter()
         if first:
             log_once(
-                f"intervention:{key[0]}:{key[1]}",
+                f"{LOG_KEY}{key[0]}:{key[1]}",
                 logging.INFO,
                 "aiter_norm_guard: %s: %s (first time in this process; status()['interventions'] counts them)",
                 *key,
@@ -59,15 +60,19 @@ def reset() -> None:
         _counts.clear()
 
 
+LOG_KEY = "intervention:"  #: the once-log's keys of first interventions
+
+
 def _after_fork_in_child() -> None:
-    """A forked child counts its own interventions, from zero, with a lock no thread holds."""
+    """A forked child counts its own interventions, from zero, with a lock no thread holds, and logs
+    its own first of each kind (the parent's once-log is not the child's)."""
     global _lock
     _lock = threading.Lock()
     _counts.clear()
+    _log.forget(LOG_KEY)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_log.after_fork(_after_fork_in_child)
 
 
 def _make_counter() -> Any:

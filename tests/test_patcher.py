@@ -349,3 +349,30 @@ def test_modules_built_before_a_reload_are_guarded_again_after_uninstall_install
     proc = run_python(RELOAD_CYCLE)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"early": True}
+
+
+def test_install_after_uninstall_wraps_what_someone_wrapped_the_original_with(
+    rmsnorm: Any, kernels: Any, guarded: None
+) -> None:
+    """uninstall, a third party wraps the original, install: guarded again (it used to stay off, silently)."""
+    ours = rmsnorm.__dict__["forward_aiter"]
+    aiter_norm_guard.uninstall()
+    original = rmsnorm.__dict__["forward_aiter"]
+
+    @functools.wraps(original)
+    def theirs(self: Any, *a: Any, **k: Any) -> Any:
+        return original(self, *a, **k)
+
+    rmsnorm.forward_aiter = theirs
+    try:
+        st = aiter_norm_guard.install(force=True)
+        rms = next(t for t in st["targets"] if t["name"] == "RMSNorm.forward_aiter")
+        assert st["installed"] and st["error"] is None and rms["patched"] and rms["error"] is None
+        assert original_of(rmsnorm.__dict__["forward_aiter"]) is theirs  # the guard over theirs, theirs kept
+        norm = make_norm(rmsnorm, 128, torch.bfloat16)
+        q = qview()
+        torch.testing.assert_close(norm.forward_aiter(q), norm.forward_native(q))
+    finally:
+        rmsnorm.forward_aiter = ours
+        aiter_norm_guard.install(force=True)
+

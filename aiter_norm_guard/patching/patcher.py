@@ -198,8 +198,9 @@ class Patcher:
             self._switch_on(g)
             st.selected = st.aiter_branch = True
             return
-        if self._recorded(target, owner):
-            return  # ours was here and something else replaced it: theirs is not ours to wrap
+        # Not ours, nor ours beneath: the original, a reload's fresh function, or something that replaced
+        # ours (e.g. wrapped the original after an uninstall). Wrapped as on a first install: an install
+        # that leaves an exposed entry unguarded while saying "installed" would be silent.
         st.selected = selected(target, module)
         node = source_node(current)
         st.aiter_branch = has_aiter_branch(target, current, node)

@@ -376,3 +376,25 @@ def test_install_after_uninstall_wraps_what_someone_wrapped_the_original_with(
         rmsnorm.forward_aiter = ours
         aiter_norm_guard.install(force=True)
 
+
+FRESH_IMPORT = """
+import json, sys, torch
+from aiter_norm_guard_emulation import EmulatedRocm
+EmulatedRocm().activate()
+import aiter_norm_guard
+import sglang.srt.layers.layernorm as first
+old = sys.modules.pop("sglang.srt.layers.layernorm")
+import sglang.srt.layers.layernorm as ln
+rms = [t for t in aiter_norm_guard.status()["targets"] if t["name"] == "RMSNorm.forward_aiter"][0]
+norm = ln.RMSNorm(128).to(torch.bfloat16)
+q = Q
+print(json.dumps({"new module": ln is not old, "patched": rms["patched"],
+                  "guarded": bool(torch.equal(norm(q), norm.forward_native(q)))}))
+""".replace("Q", Q)
+
+
+def test_a_watched_module_imported_afresh_is_guarded_again(rmsnorm: Any) -> None:
+    """Popped from sys.modules and imported again: wrapt's hooks fired once already; the reload hook acts."""
+    proc = run_python(FRESH_IMPORT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"new module": True, "patched": True, "guarded": True}

@@ -1,10 +1,12 @@
-"""Re-run a callback after ``importlib.reload`` of a watched module.
+"""Re-run a callback after every later execution of a watched module: a reload, or a fresh import.
 
 wrapt's post-import hooks fire on the first import only ("it doesn't cope with modules being
-reloaded").  A reload re-executes the module in place and rebinds its classes, so a patch
-made on the first import is gone.  One mechanism: a meta-path finder that, only for a
-watched module already in ``sys.modules`` (that is, a reload), asks the other finders for
-the spec and chains its loader so that the callback runs after the module is executed.
+reloaded").  A reload re-executes the module in place and rebinds its classes, and a module
+popped from ``sys.modules`` and imported again is a new module object: either way a patch
+made on the first import is gone.  One mechanism: a meta-path finder that, for a watched
+module, asks the other finders for the spec and chains its loader so that the callback runs
+after the module is executed.  On the first import wrapt's hook runs as well; the callback is
+idempotent (the patcher finds its own guard and wraps once).
 """
 
 from __future__ import annotations
@@ -54,12 +56,12 @@ class _ChainedLoader(importlib.abc.Loader):
 
 
 class ReloadFinder(importlib.abc.MetaPathFinder):
-    """Chains the loader of a watched module's spec when the module is being reloaded."""
+    """Chains the loader of a watched module's spec whenever the module is executed (import or reload)."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _callbacks or fullname not in sys.modules or getattr(_local, "busy", False):
+        if fullname not in _callbacks or getattr(_local, "busy", False):
             return None
         _local.busy = True
         try:
@@ -80,7 +82,8 @@ _FINDER = ReloadFinder()
 
 
 def on_reload(module_name: str, callback: Callback) -> None:
-    """Call ``callback(module)`` after every future ``importlib.reload`` of ``module_name``."""
+    """Call ``callback(module)`` after every future execution of ``module_name``: ``importlib.reload``,
+    or an import after it was removed from ``sys.modules``."""
     with _lock:
         _callbacks.setdefault(module_name, []).append(callback)
         if _FINDER not in sys.meta_path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from aiter_norm_guard._log import after_fork, log_once
@@ -75,14 +76,14 @@ def _sglang_importable() -> bool:
 
 
 def install(force: bool = False) -> dict[str, Any]:
-    """Install the guard (idempotent) and return :func:`status`."""
+    """Install the guard (idempotent) and return :func:`status`; never raises."""
     activate("api", force=force)
     return status()
 
 
 def uninstall() -> dict[str, Any]:
     """Remove the guard: every original function object goes back, and the switch the import
-    set for children is put back as it was.  Returns :func:`status`."""
+    set for children is put back as it was.  Returns :func:`status`; never raises."""
     try:
         PATCHER.uninstall()
         settings.restore_for_children()
@@ -92,7 +93,8 @@ def uninstall() -> dict[str, Any]:
 
 
 def sglang_info() -> dict[str, Any]:
-    """sglang's version and location, without importing it."""
+    """sglang's version and location, without importing it.  ``installed`` is None, with an ``error``,
+    where its metadata cannot be read (not UTF-8, unreadable): installed or not cannot be told."""
     import importlib.metadata
 
     try:
@@ -100,27 +102,56 @@ def sglang_info() -> dict[str, Any]:
         return {"installed": True, "version": dist.version, "location": str(dist.locate_file(""))}
     except importlib.metadata.PackageNotFoundError:
         return {"installed": False, "version": None, "location": None}
+    except Exception as exc:
+        error = f"cannot read sglang's package metadata: {type(exc).__name__}: {exc}"
+        return {"installed": None, "version": None, "location": None, "error": error}
+
+
+def _flag() -> dict[str, Any]:
+    flag = _last_flag[0] if _last_flag else settings.enabled()
+    return {"enabled": flag.value, "reason": flag.reason}
+
+
+#: status() by section: (key, how to read it (looked up at each call), its value where that fails). A failing section is
+#: reported (its "error", the top-level "error"), logged once, and never raised.
+_SECTIONS: tuple[tuple[str, Callable[[], Any], Any], ...] = (
+    ("switch", lambda: _flag(), {"enabled": None, "reason": None}),
+    ("installed", lambda: PATCHER.wanted, None),
+    ("sources", lambda: list(SOURCES), []),
+    ("row_strided", lambda: PATCHER.allow_row_stride, None),
+    ("sglang", lambda: sglang_info(), {"installed": None, "version": None, "location": None}),
+    ("layernorm_imported", lambda: "sglang.srt.layers.layernorm" in sys.modules, None),
+    ("targets", lambda: PATCHER.report(), []),
+    ("children", lambda: startup.children_inherit(), {"inherit": None}),
+    ("interventions", lambda: interventions.snapshot(), []),
+)
 
 
 def status() -> dict[str, Any]:
-    """A JSON-serializable report of the guard in this process.
+    """A JSON-serializable report of the guard in this process; never raises.
 
     ``interventions``: how often the guard changed a call in this process, per entry and reason
     (also ``aiter_norm_guard_interventions_total`` on sglang's ``/metrics`` with ``--enable-metrics``).
+    ``error``: why the guard cannot hook imports, or which parts of this report could not be read.
     """
-    flag = _last_flag[0] if _last_flag else settings.enabled()
-    targets = PATCHER.report()
+    out: dict[str, Any] = {}
+    errors: list[str] = []
+    for key, read, fallback in _SECTIONS:
+        try:
+            out[key] = read()
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            errors.append(f"status could not read {key}: {why}")
+            out[key] = {**fallback, "error": why} if isinstance(fallback, dict) else fallback
+            log_once(f"status-failed:{key}", logging.WARNING, "aiter_norm_guard: %s", errors[-1], exc_info=True)
+    if out["sglang"].get("error") and not any(e.startswith("status could not read sglang") for e in errors):
+        errors.append(out["sglang"]["error"])
+        log_once("status-sglang-metadata", logging.WARNING, "aiter_norm_guard: %s", errors[-1])
+    targets = out["targets"]
     return {
-        "enabled": flag.value,
-        "reason": flag.reason,
-        "installed": PATCHER.wanted,
-        "active": any(t["patched"] for t in targets),
-        "error": PATCHER.error,
-        "sources": list(SOURCES),
-        "row_strided": PATCHER.allow_row_stride,
-        "sglang": sglang_info(),
-        "layernorm_imported": "sglang.srt.layers.layernorm" in sys.modules,
-        "targets": targets,
-        "children": startup.children_inherit(),
-        "interventions": interventions.snapshot(),
+        **out.pop("switch"),
+        "installed": out.pop("installed"),
+        "active": any(isinstance(t, dict) and t.get("patched") for t in targets),
+        "error": "; ".join(filter(None, [getattr(PATCHER, "error", None), *errors])) or None,
+        **out,
     }

@@ -20,7 +20,12 @@ from conftest import REPO
 wheel = pytest.mark.skipif(startup_file() is None, reason="start-up file not installed (install the wheel)")
 
 
-def cli(*args: str, release: str | None = "0.5.10", **env: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, release: str | None = "0.5.10", as_rocm: bool = True,
+        **env: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """The CLI in a fresh interpreter.  ``doctor`` is judged ``--as-rocm`` unless told otherwise: this CPU host
+    takes no aiter path, and the tests are about what a ROCm host with the release would need."""
+    if as_rocm and args[:1] == ("doctor",):
+        args = ("doctor", "--as-rocm", *args[1:])
     full = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
     full["PYTHONPATH"] = str(REPO / ".envs" / f"sglang-{release}") if release else ""
     full.update(env)
@@ -39,8 +44,8 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-DOCTOR_KEYS = {"verdict", "ok", "guard", "sglang", "targets", "ways", "call_sites", "links", "aiter", "torch",
-               "children", "interventions"}
+DOCTOR_KEYS = {"verdict", "ok", "warnings", "host", "guard", "sglang", "targets", "ways", "call_sites", "links",
+               "aiter", "torch", "children", "interventions"}
 
 
 def target(d: dict[str, Any], name: str) -> dict[str, Any]:
@@ -49,7 +54,7 @@ def target(d: dict[str, Any], name: str) -> dict[str, Any]:
 
 @wheel
 def test_doctor_protected_by_env_and_start_up_file_lists_every_entry() -> None:
-    proc = cli("doctor", "--json", AITER_NORM_GUARD="1")
+    proc = cli("doctor", "--json", "--ways", "launch_server,Engine,bench_one_batch", AITER_NORM_GUARD="1")
     d = as_json(proc)
     assert proc.returncode == 0 and set(d) == DOCTOR_KEYS and d["verdict"].startswith("protected")
     assert d["sglang"]["version"] == "0.5.10"
@@ -65,7 +70,11 @@ def test_doctor_protected_by_env_and_start_up_file_lists_every_entry() -> None:
     assert d["aiter"]["routing"].startswith("unknown") and d["torch"]["version"]
     assert {"launch_server", "Engine", "bench_one_batch"} <= {w["name"] for w in d["ways"]}
     assert all(w["protected"] and w["route"] == "AITER_NORM_GUARD=1 and the start-up file" for w in d["ways"]
-               if w["exposed"])  # fmt: skip
+               if w["exposed"] and w["name"] != "use_ray")  # fmt: skip
+    ray = next(w for w in d["ways"] if w["name"] == "use_ray")  # Ray's workers need not inherit this environment
+    assert ray["protected"] is None and "`AITER_NORM_GUARD=1 ray start ...`" in ray["reason"]
+    every = cli("doctor", "--json", AITER_NORM_GUARD="1")
+    assert every.returncode == 1 and as_json(every)["verdict"].startswith("cannot tell for: use_ray")
 
 
 @wheel
@@ -247,3 +256,53 @@ def test_doctor_with_stdout_closed_or_full_ends_without_a_traceback(redirect: st
     proc = subprocess.run(f"{sys.executable} -P -W ignore -m aiter_norm_guard doctor --json {target}", shell=True,
                           capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_doctor_on_a_host_that_takes_no_aiter_path_says_not_affected() -> None:
+    """This CPU host: torch is not a ROCm build, aiter is not installed: sglang cannot reach an aiter kernel."""
+    proc = cli("doctor", "--json", as_rocm=False)
+    d = as_json(proc)
+    assert proc.returncode == 0 and d["ok"] is True and d["torch"]["hip"] is None and not d["aiter"]["importable"]
+    assert d["verdict"].startswith("this host takes no aiter path (torch is not a ROCm build, aiter not installed): "
+                                   "sglang here is not affected; the listing below is what a ROCm host")  # fmt: skip
+    assert d["host"] == {"takes_aiter_path": False, "as_rocm": False,
+                         "why_not": "torch is not a ROCm build, aiter not installed"}
+    assert target(d, "RMSNorm.forward_aiter")["aiter_branch"]  # the listing is still there
+    rocm = cli("doctor", "--json")  # --as-rocm: the same sglang judged as on a ROCm host with aiter
+    assert rocm.returncode == 1 and as_json(rocm)["host"]["as_rocm"] and "NOT protected" in as_json(rocm)["verdict"]
+    assert "judge as if on a ROCm host with aiter" in " ".join(cli("doctor", "--help").stdout.split())
+
+
+def test_doctor_reads_torch_and_aiter_without_importing_them() -> None:
+    code = ("import sys; from aiter_norm_guard.cli import doctor; d = doctor.diagnose(); "
+            "print(sorted(m for m in ('torch', 'sglang', 'aiter') if m in sys.modules), d['torch']['version'])")
+    proc = subprocess.run([sys.executable, "-P", "-W", "ignore", "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / ".envs" / "sglang-0.5.10"),
+                                                                             str(REPO)])})  # fmt: skip
+    imported, version = proc.stdout.split(" ", 1)
+    assert proc.returncode == 0 and imported == "[]", proc.stderr
+    import torch
+
+    assert version.strip() == torch.__version__
+
+
+def test_doctor_without_sglang_in_this_interpreter_says_so() -> None:
+    proc = cli("doctor", release=None)
+    assert proc.returncode == 0 and "this interpreter has no sglang; run doctor with the Python that runs sglang" \
+        in proc.stdout.splitlines()[1]  # fmt: skip
+    assert as_json(cli("doctor", "--json", release=None))["warnings"] == [
+        "this interpreter has no sglang; run doctor with the Python that runs sglang"]
+
+
+def test_doctor_with_unreadable_sglang_metadata_cannot_tell(tmp_path: Path) -> None:
+    """A METADATA that is not UTF-8 is not a usage error (2): doctor cannot tell (1), and says why."""
+    dist = tmp_path / "sglang-0.5.99.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_bytes(b"Metadata-Version: 2.1\nName: sglang\nVersion: 0.5.99\nAuthor: Jos\xe9\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / ".envs" / "sglang-0.5.16")])}
+    proc = cli("doctor", "--json", release=None, **env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    verdict = as_json(proc)["verdict"]
+    assert verdict.startswith("cannot tell: cannot read sglang's package metadata: UnicodeDecodeError"), verdict
+    status = cli("status", "--json", release=None, **env)
+    assert status.returncode == 0 and as_json(status)["sglang"]["installed"] is None

@@ -96,7 +96,8 @@ def _env(release: str, mode: str, tmp: Path) -> dict[str, str]:
 
 
 def _doctor(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-P", "-W", "ignore", "-m", "aiter_norm_guard", "doctor", "--json"],
+    proc = subprocess.run([sys.executable, "-P", "-W", "ignore", "-m", "aiter_norm_guard", "doctor", "--json",
+                           "--as-rocm"],
                           capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     return proc.returncode, json.loads(proc.stdout)
 

@@ -6,7 +6,8 @@ Exit codes (2 is a usage error everywhere; ``run`` exits with its command's stat
   starting sglang (launch_server, serve, Engine, bench_one_batch, ...) would run it unguarded,
   whatever the reason (AITER_NORM_GUARD=0, wrapt missing, no start-up file, a way that does not
   load sglang's plugins), which the verdict says; 1 when it cannot tell; 0 when every way is
-  protected or there is nothing to guard.
+  protected or there is nothing to guard, or when this host takes no aiter path (torch is not a
+  ROCm build and aiter is not installed; ``--as-rocm`` judges as if it were a ROCm host with aiter).
 - ``selftest``: 0 when every case that applies here passes, or none applies; 1 when a case
   fails or the guard cannot install.
 
@@ -27,7 +28,11 @@ DOCTOR_EXIT = (
     "Exit status: 1 when an entry is exposed (present, with an aiter branch) and some way of starting sglang "
     "would run it unguarded, whatever the reason (AITER_NORM_GUARD=0, wrapt missing, no start-up file, a way "
     "that does not load sglang's plugins), which the verdict says; 1 when it cannot tell; 0 when every way "
-    "is protected or there is nothing to guard."
+    "is protected or there is nothing to guard, or when this host takes no aiter path (torch is not a ROCm build and "
+    "aiter is not installed: sglang here cannot reach an aiter kernel). A way whose model processes need not "
+    "inherit your environment (Ray's workers) is protected by AITER_NORM_GUARD=1 only if the Ray cluster's "
+    "workers run with it, which doctor cannot see: cannot tell (1) unless sglang's plugin loading reaches them; "
+    "--ways narrows the verdict to the ways you use."
 )
 
 
@@ -73,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
         description=DOCTOR_EXIT,
     )
     doc.add_argument("--json", action="store_true")
+    doc.add_argument("--as-rocm", action="store_true",
+                     help="judge as if on a ROCm host with aiter, whatever this host's torch and aiter are "
+                     "(e.g. to vet an image before deploying it to ROCm)")  # fmt: skip
     doc.add_argument("--ways", help="comma-separated ways of starting sglang to judge (those you use, e.g. "
                      "launch_server,Engine); default: every way this sglang has")  # fmt: skip
     st = sub.add_parser("selftest", help="prove the fix on this machine's device")
@@ -125,10 +133,13 @@ def _dispatch(argv: list[str]) -> int:
 
         only = tuple(w.strip() for w in (args.ways or "").split(",") if w.strip())
         try:
-            d = doctor.diagnose(only)
-        except ValueError as exc:
+            d = doctor.diagnose(only, as_rocm=args.as_rocm)
+        except doctor.UnknownWay as exc:
             print(f"aiter-norm-guard: {exc}", file=sys.stderr)
             return 2
+        except Exception as exc:  # doctor's own failure: it cannot tell, which is not a usage error
+            print(f"aiter-norm-guard: doctor cannot tell: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
         _emit(d, args.json, doctor.format_table(d))
         return 0 if d["ok"] else 1
     if args.command == "selftest":

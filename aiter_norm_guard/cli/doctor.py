@@ -1,15 +1,15 @@
-"""``doctor``: what this environment will do — without importing sglang or aiter, or touching a GPU.
+"""``doctor``: what this environment will do — without importing sglang, aiter or torch, or touching a GPU.
 
 It reads sglang's sources with ``ast`` to find every entry of the target table, whether its
 aiter branch exists, what its release does itself (by fingerprint) and so what the guard checks
 per call, reads aiter's version or source
 to tell which routing its kernels use, and checks how sglang's processes receive the guard.
+On a host that takes no aiter path (torch not a ROCm build, no aiter) sglang is not affected;
+``as_rocm`` judges as if it were a ROCm host with aiter (to vet an image before deploying it).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,20 @@ from aiter_kernel_contracts.needs import needs, still_needed
 from aiter_norm_guard.bootstrap import settings, startup
 from aiter_norm_guard.bootstrap.api import sglang_info
 from aiter_norm_guard.cli import protection
+from aiter_norm_guard.cli.host import _spec_dir, aiter_routing, no_aiter_path, torch_info
 from aiter_norm_guard.patching import interventions
 from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target, entrypoints, source_scan
 from aiter_norm_guard.targets.callsites import CALL_SITES, GUARDED
 from aiter_norm_guard.targets.upstream import UPSTREAM, upstream_in_source
 
 DIFFUSION = "sglang.multimodal_gen."  #: modules of the diffusion runtime (its own processes and plugins)
+NO_SGLANG = "this interpreter has no sglang; run doctor with the Python that runs sglang"
+
+
+class UnknownWay(ValueError):
+    """``--ways`` names a way of starting sglang this sglang does not have (a usage error)."""
+
+
 def version_tuple(v: str | None) -> tuple[int, ...]:
     """Release numbers only: ``0.5.3rc0`` -> (0, 5, 3), ``0.5.10.post1`` -> (0, 5, 10)."""
     out = []
@@ -31,16 +39,6 @@ def version_tuple(v: str | None) -> tuple[int, ...]:
         digits = re.match(r"\d+", part)
         out.append(int(digits.group()) if digits else 0)
     return tuple(out)
-
-
-def _spec_dir(name: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def inspect_target(root: Path, target: Target) -> dict[str, Any]:
@@ -93,58 +91,17 @@ def call_sites(root: Path | None) -> list[dict[str, Any]]:
     return out
 
 
-def aiter_routing() -> dict[str, Any]:
-    """The installed aiter: version, and which kernels its RMSNorm entry points route to."""
-    version = None
-    for dist in ("amd-aiter", "aiter"):
-        try:
-            version = importlib.metadata.version(dist)
-            break
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    root = _spec_dir("aiter")
-    if root is None:
-        return {"importable": False, "version": version, "routing": "unknown (aiter is not installed here)"}
-    try:
-        text = (root / "ops" / "rmsnorm.py").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        text = ""
-    if "_use_hip_common" in text:
-        routing = (
-            ">= v0.1.18: 2-D bf16/fp16 with hidden <= 8192 -> HIP kernel (n = size(1), pitch stride(0), no "
-            "weight or zero-row check); anything else -> opus (copies, asserts on the weight)"
-        )
-    elif "rmsnorm2d_fwd" in text:
-        routing = (
-            "<= v0.1.17: every rank -> HIP kernel (hidden <= 8192; n = size(1)) or CK (n = size(-1)); "
-            "pitch stride(0), no weight or zero-row check"
-        )
-    else:
-        routing = "unknown (aiter/ops/rmsnorm.py not readable)"
-    return {"importable": True, "version": version, "routing": routing}
-
-
-def _torch() -> dict[str, Any]:
-    try:
-        import torch
-    except Exception as exc:
-        return {"version": None, "error": repr(exc)}
-    info: dict[str, Any] = {"version": torch.__version__, "hip": torch.version.hip, "cuda": torch.version.cuda}
-    try:
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            info["device"] = f"{props.name} {getattr(props, 'gcnArchName', '')}".strip()
-    except Exception as exc:
-        info["device_error"] = repr(exc)
-    return info
-
-
 def _verdict(sg: dict[str, Any], targets: list[dict[str, Any]], ways: list[dict[str, Any]],
-             ln: dict[str, Any]) -> tuple[str, bool]:  # fmt: skip
+             ln: dict[str, Any], no_path: str | None) -> tuple[str, bool]:  # fmt: skip
     unreadable = [t for t in targets if "error" in t]
     exposed = [t["name"] for t in targets if t.get("present") and t.get("aiter_branch")]
-    if not sg["installed"]:
+    if sg["installed"] is False:
         return "nothing to guard: sglang is not installed in this interpreter", True
+    if no_path:
+        return (f"this host takes no aiter path ({no_path}): sglang here is not affected; the listing below is "
+                "what a ROCm host with this sglang would need (--as-rocm judges it so)"), True
+    if sg["installed"] is None:
+        return f"cannot tell: {sg['error']}", False
     if unreadable:
         return f"cannot tell: {unreadable[0]['error']}", False
     if not exposed:
@@ -162,17 +119,18 @@ def interventions_help() -> dict[str, Any]:
     }
 
 
-def diagnose(only: tuple[str, ...] = ()) -> dict[str, Any]:
+def diagnose(only: tuple[str, ...] = (), as_rocm: bool = False) -> dict[str, Any]:
     """Everything ``doctor`` reports, and its verdict (over the ways of starting sglang named in
-    ``only``, where given: those a deployment uses; every way found otherwise)."""
+    ``only``, where given: those a deployment uses; every way found otherwise); ``as_rocm``: as if
+    this host were ROCm with aiter, whatever its torch and aiter are."""
     raw = settings.read(settings.ENABLE_VAR)
     flag = settings.parse_flag(
         settings.ENABLE_VAR, raw, True, "unset: on wherever aiter_norm_guard is imported or loaded as a plugin"
     )
     sg = sglang_info()
-    root = _spec_dir("sglang") if sg["installed"] else None
+    root = _spec_dir("sglang") if sg["installed"] is not False else None
     targets = [inspect_target(root, t) for t in TARGETS] if root is not None else []
-    if sg["installed"] and root is None:
+    if sg["installed"] is not False and root is None:
         targets = [{"name": "sglang", "error": "sglang is installed but its package directory cannot be found"}]
     ln = protection.links(root)
     exposed: dict[str, list[str]] = {}
@@ -182,21 +140,26 @@ def diagnose(only: tuple[str, ...] = ()) -> dict[str, Any]:
     ways = protection.per_way(entrypoints.scan(root) if root is not None else [], ln, exposed)
     unknown = sorted(set(only) - {w["name"] for w in ways})
     if unknown:
-        raise ValueError(f"no such way of starting sglang here: {unknown}; known: {[w['name'] for w in ways]}")
-    verdict, ok = _verdict(sg, targets, [w for w in ways if not only or w["name"] in only], ln)
+        raise UnknownWay(f"no such way of starting sglang here: {unknown}; known: {[w['name'] for w in ways]}")
+    tr, aiter = torch_info(), aiter_routing()
+    no_path = None if as_rocm else no_aiter_path(tr, aiter)
+    verdict, ok = _verdict(sg, targets, [w for w in ways if not only or w["name"] in only], ln, no_path)
+    warnings = [] if root is not None or sg["installed"] is None else [NO_SGLANG]
     children = startup.children_inherit(raw, use_current=False)
     plugin_route = protection.plugin_open(ln)
     return {
         "verdict": verdict,
         "ok": ok,
+        "warnings": warnings,
+        "host": {"takes_aiter_path": no_path is None, "as_rocm": as_rocm, "why_not": no_path},
         "guard": {"enabled": flag.value, "reason": flag.reason, "row_strided": settings.row_strided().value},
         "sglang": sg,
         "targets": targets,
         "ways": ways,
         "call_sites": call_sites(root),
         "links": ln,
-        "aiter": aiter_routing(),
-        "torch": _torch(),
+        "aiter": aiter,
+        "torch": tr,
         "children": {**children, "sglang_plugin": ln["plugin"], "plugin_route": plugin_route},
         "interventions": interventions_help(),
     }
@@ -218,6 +181,8 @@ def _way_line(w: dict[str, Any]) -> str:
         return w["route"]
     if w["protected"]:
         return f"protected ({w['route']})"
+    if w["protected"] is None and w["reason"].startswith("cannot tell"):
+        return w["reason"]
     return f"{'cannot tell' if w['protected'] is None else 'NOT protected'}: {w['reason']}"
 
 
@@ -238,12 +203,14 @@ def _link_rows(ln: dict[str, Any]) -> list[tuple[str, str]]:
 def format_table(d: dict[str, Any]) -> str:
     """``diagnose()`` as aligned ``key  value`` lines."""
     sg, tr, iv = d["sglang"], d["torch"], d["interventions"]
-    rows = [
-        ("verdict", d["verdict"]),
+    rows = [("verdict", d["verdict"])] + [("warning", w) for w in d["warnings"]] + [
         ("guard", f"{'enabled' if d['guard']['enabled'] else 'disabled'} ({d['guard']['reason']})"),
         ("row-strided zero-copy", "on" if d["guard"]["row_strided"] else "off"),
-        ("sglang", f"{sg['version']} at {sg['location']}" if sg["installed"] else "not installed"),
+        ("sglang", f"{sg['version']} at {sg['location']}" if sg["installed"]
+         else sg.get("error") or "not installed"),
     ]
+    if d["host"]["as_rocm"]:
+        rows.append(("host", "judged as a ROCm host with aiter (--as-rocm), whatever this host's torch and aiter are"))
     rows += [(t["name"], _target_line(t)) for t in d["targets"]]
     here = [c for c in d["call_sites"] if c["present"]]
     guarded = sum(c["status"] == GUARDED for c in here)

@@ -43,7 +43,8 @@ def test_plugin_only_protection_is_qualified_per_way(release: str, bad: str, tmp
     d = as_json(proc)
     ways = {w["name"]: w for w in d["ways"]}
     first = f"NOT protected for: {bad} (its model processes do not load sglang's plugins); use_ray (its model " \
-        "processes load no plugins and need not inherit the launching process's environment)"  # fmt: skip
+        "processes load no plugins and need not inherit the launching process's environment: protected only if " \
+        "the Ray cluster's workers run with AITER_NORM_GUARD=1 (e.g. `AITER_NORM_GUARD=1 ray start ...`))"  # fmt: skip
     assert proc.returncode == 1 and d["ok"] is False and d["verdict"].startswith(first), d["verdict"]
     assert "protected for: launch_server, serve, Engine" in d["verdict"]
     assert d["verdict"].endswith("set AITER_NORM_GUARD=1 for sglang (or start it with `aiter-norm-guard run -- ...`)"
@@ -69,8 +70,38 @@ def test_plugin_only_protection_is_qualified_per_way(release: str, bad: str, tmp
 
 @pytest.mark.skipif(startup_file() is None, reason="start-up file not installed (install the wheel)")
 def test_the_switch_and_the_start_up_file_protect_every_way_whatever_plugins_do(tmp_path: Path) -> None:
+    """Every way whose model processes inherit the environment; Ray's workers need not (see the next test)."""
     proc = cli("doctor", "--json", release="0.5.23", AITER_NORM_GUARD="1", SGLANG_PLUGINS="someone_else")
-    assert proc.returncode == 0 and all(w["protected"] for w in as_json(proc)["ways"])
+    ways = {w["name"]: w for w in as_json(proc)["ways"]}
+    assert proc.returncode == 1 and all(w["protected"] for n, w in ways.items() if n != "use_ray")
+    assert ways["use_ray"]["protected"] is None
+    mine = cli("doctor", "--json", "--ways", "launch_server,Engine", release="0.5.23", AITER_NORM_GUARD="1")
+    assert mine.returncode == 0 and as_json(mine)["verdict"].startswith("protected")
+
+
+def test_the_switch_protects_ray_workers_only_if_the_cluster_has_it() -> None:
+    """sglang passes no environment to its Ray actors: AITER_NORM_GUARD=1 here says nothing about the cluster's
+    workers, so use_ray is 'cannot tell' (exit 1 by the one rule) unless sglang's plugin loading reaches them."""
+    from aiter_norm_guard.cli import protection
+    from aiter_norm_guard.targets import entrypoints
+
+    root = REPO / ".envs" / "sglang-0.5.23" / "sglang"
+    if not root.is_dir():
+        pytest.skip("sglang 0.5.23 overlay not built")
+    ln = protection.links(root)
+    ln.update(AITER_NORM_GUARD="1", startup_file="/site/aiter_norm_guard.pth", startup_module=True)
+    ln["wrapt"] = {"importable": True, "version": "2"}
+    ways = {w["name"]: w for w in protection.per_way(entrypoints.scan(root), ln, {"srt": ["RMSNorm.forward_aiter"]})}
+    assert ways["launch_server"]["protected"] is True
+    ray = ways["use_ray"]
+    assert ray["protected"] is None and ray["reason"] == protection.NOT_INHERITED
+    assert "protected only if the Ray cluster's workers run with AITER_NORM_GUARD=1 (e.g. `AITER_NORM_GUARD=1 " \
+        "ray start ...`)" in ray["reason"]  # fmt: skip
+    verdict, ok = protection.summary(["RMSNorm.forward_aiter"], list(ways.values()), ln)
+    assert not ok and verdict.startswith("cannot tell for: use_ray (cannot tell whether Ray's workers get")
+    assert "protected for: launch_server" in verdict and verdict.endswith("--ways judges only the ways you use")
+    verdict, ok = protection.summary(["RMSNorm.forward_aiter"], [ways["launch_server"], ways["Engine"]], ln)
+    assert ok and verdict.startswith("protected")
 
 
 @pytest.mark.parametrize("switch", [None, "1"])

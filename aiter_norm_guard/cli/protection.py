@@ -22,6 +22,10 @@ PLUGIN_NAME = "aiter_norm_guard"
 STARTUP_MODULE = "_aiter_norm_guard_startup"
 ADVICE = "set AITER_NORM_GUARD=1 for sglang (or start it with `aiter-norm-guard run -- ...`)"
 WHEEL = ", with this package installed from its wheel (the start-up file)"
+#: the switch's route for processes that need not inherit the environment (Ray's actors: sglang passes them none)
+RAY_START = "the Ray cluster's workers run with AITER_NORM_GUARD=1 (e.g. `AITER_NORM_GUARD=1 ray start ...`)"
+NOT_INHERITED = (f"cannot tell whether Ray's workers get AITER_NORM_GUARD=1: protected only if {RAY_START}; sglang "
+                 "passes no environment to its Ray actors")  # fmt: skip
 
 
 def _importable(name: str) -> bool:
@@ -111,10 +115,13 @@ def _where(part: dict[str, Any]) -> str:
     return ", ".join(e["where"] for e in part["evidence"] if e["calls"])
 
 
-def _process(p: dict[str, Any], launcher: dict[str, Any], ln: dict[str, Any]) -> tuple[bool | None, str]:
-    """(protected, the route or the reason) for one kind of model process."""
+def _process(p: dict[str, Any], launcher: dict[str, Any], ln: dict[str, Any],
+             env: str | None) -> tuple[bool | None, str]:  # fmt: skip
+    """(protected, the route or the reason) for one kind of model process; ``env``: the switch's route, if open."""
     if any(group_closed(ln, g) is None for g in p["groups"]):
         return True, f"sglang's plugin loading ({_where(p)})"
+    if env:
+        return (True, env) if p["inherits"] else (None, NOT_INHERITED)
     up = [g for g in launcher["groups"] if group_closed(ln, g) is None]
     if up and p["inherits"] and _startup(ln):
         return True, f"the launching process's plugin ({_where(launcher)}) sets AITER_NORM_GUARD=1 for its children"
@@ -124,7 +131,8 @@ def _process(p: dict[str, Any], launcher: dict[str, Any], ln: dict[str, Any]) ->
     if p["groups"]:
         return False, group_closed(ln, p["groups"][0]) or ""
     if up and not p["inherits"]:
-        return False, "its model processes load no plugins and need not inherit the launching process's environment"
+        return False, "its model processes load no plugins and need not inherit the launching process's " \
+            f"environment: protected only if {RAY_START}"  # fmt: skip
     if up:
         return False, "its model processes load no plugins; the launching process does, but its children get the " \
             "guard from it only through the start-up file, which is not installed"  # fmt: skip
@@ -149,10 +157,10 @@ def per_way(ways: list[dict[str, Any]], ln: dict[str, Any], exposed: dict[str, l
             row.update(protected=True, route=f"nothing to guard: no exposed entry in the {way['runtime']} runtime")
         elif blocked:
             row["reason"] = blocked
-        elif env:
+        elif env and all(p["inherits"] for p in way["processes"]):
             row.update(protected=True, route=env)
         else:
-            verdicts = [_process(p, way["launcher"], ln) for p in way["processes"]]
+            verdicts = [_process(p, way["launcher"], ln, env) for p in way["processes"]]
             bad = [v for v in verdicts if v[0] is False] or [v for v in verdicts if v[0] is None]
             if bad:
                 row.update(protected=bad[0][0], reason="; ".join(filter(None, [bad[0][1], no_env])))
@@ -189,6 +197,7 @@ def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) 
     if blocked:
         return f"NOT protected: {blocked}; every way of starting sglang runs {', '.join(exposed)} unguarded: " \
             f"{advice(ln)}", False  # fmt: skip
+    tail = advice(ln) if not env else "--ways judges only the ways you use"
     if not rows and not env:
         return "cannot tell: no way of starting sglang found in its sources", False
     if not bad and not unknown:
@@ -198,7 +207,7 @@ def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) 
     for r in bad + unknown:
         reasons.setdefault(r["reason"], []).append(r["name"])
     if not good and not unknown and len(reasons) == 1:
-        return f"NOT protected: {bad[0]['reason']}, for every way of starting sglang: {advice(ln)}", False
+        return f"NOT protected: {bad[0]['reason']}, for every way of starting sglang: {tail}", False
     parts = []
     if bad:
         parts.append("NOT protected for: " + "; ".join(
@@ -208,4 +217,4 @@ def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) 
             f"{', '.join(names)} ({why})" for why, names in reasons.items() if why.startswith("cannot tell")))
     if good:
         parts.append(f"protected for: {', '.join(good)}")
-    return "; ".join(parts) + f": {advice(ln)}", False
+    return "; ".join(parts) + f": {tail}", False

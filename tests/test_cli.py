@@ -197,7 +197,8 @@ def test_selftest_without_sglang_fails_clearly() -> None:
 def test_selftest_agrees_with_doctor_where_there_is_nothing_to_guard() -> None:
     proc = cli("selftest", "--json", release="0.4.6")
     assert proc.returncode == 0 and "nothing to guard" in as_json(proc)["not_applicable"]
-    assert as_json(proc)["passed"] is False and as_json(proc)["cases"] == []
+    assert as_json(proc)["passed"] is None and as_json(proc)["cases"] == []  # nothing ran: neither pass nor fail
+    assert as_json(proc)["exit_code"] == 0
     assert cli("doctor", release="0.4.6").returncode == 0
 
 
@@ -209,7 +210,7 @@ def test_selftest_refuses_a_token_count_that_tests_nothing(tokens: str) -> None:
 
 def test_selftest_errors_are_json_when_json_is_asked() -> None:
     proc = cli("selftest", "--json", "--cases", "nope", release=None)
-    assert proc.returncode == 2 and "unknown case" in as_json(proc)["error"]
+    assert proc.returncode == 2 and "unknown case" in as_json(proc)["error"] and as_json(proc)["exit_code"] == 2
 
 
 def test_colour_only_when_asked() -> None:

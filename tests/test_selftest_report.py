@@ -49,6 +49,7 @@ def test_a_case_that_cannot_be_built_fails_with_null_not_nan(as_json: bool) -> N
     if as_json:
         report = strict_json(proc.stdout)
         assert [c["max_abs_error"] for c in report["cases"]] == [None, None] and report["passed"] is False
+        assert report["exit_code"] == 1
         assert all(c["guarded"] == "fail" and "no such device" in c["unguarded_detail"] for c in report["cases"])
     else:
         rows = [ln for ln in proc.stdout.splitlines() if ln.startswith(("safe_2d", "zero_rows"))]
@@ -74,6 +75,7 @@ def test_requested_cases_that_do_not_apply_are_not_applicable(release: str, case
     proc = cli("selftest", "--json", "--tokens", "16", "--cases", cases, release=release)
     report = strict_json(proc.stdout)
     assert proc.returncode == 0 and report["cases"] == [] and "not_applicable" in report
+    assert report["passed"] is None and report["exit_code"] == 0  # --json tells the verdict without `passed`
     assert [c["case"] for c in report["not_applicable_cases"]] == cases.split(",")
     assert all(c["reason"].startswith(reason) for c in report["not_applicable_cases"])
     table = cli("selftest", "--tokens", "16", "--cases", cases, release=release)
@@ -85,6 +87,7 @@ def test_cases_that_apply_are_judged_beside_those_that_do_not() -> None:
     proc = cli("selftest", "--json", "--tokens", "16", "--cases", "layernorm_zero_rows,zero_rows")
     report = strict_json(proc.stdout)
     assert proc.returncode == 0 and report["passed"] is True and "not_applicable" not in report
+    assert report["exit_code"] == 0
     assert [c["case"] for c in report["cases"]] == ["zero_rows"]
     assert [c["case"] for c in report["not_applicable_cases"]] == ["layernorm_zero_rows"]
     full = cli("selftest", "--tokens", "16")

@@ -9,7 +9,8 @@ Exit codes (2 is a usage error everywhere; ``run`` exits with its command's stat
   protected or there is nothing to guard, or when this host takes no aiter path (torch is not a
   ROCm build and aiter is not installed; ``--as-rocm`` judges as if it were a ROCm host with aiter).
 - ``selftest``: 0 when every case that applies here passes, or none applies; 1 when a case
-  fails or the guard cannot install.
+  fails or the guard cannot install.  Its --json has the same ``exit_code``, and ``passed``
+  true, false, or null where no case applies (nothing ran).
 
 --json output is strict JSON (no NaN: a missing number is null).  A closed pipe
 (``doctor | head``) ends the command quietly.
@@ -107,7 +108,7 @@ def _selftest(args: argparse.Namespace) -> int:
 
     def fail(message: str) -> int:
         if args.json:
-            print(json.dumps({"error": message, "passed": False}))
+            print(json.dumps({"error": message, "passed": False, "exit_code": 2}))
         print(f"aiter-norm-guard: {message}", file=sys.stderr)
         return 2
 
@@ -118,8 +119,9 @@ def _selftest(args: argparse.Namespace) -> int:
         report = selftest.run(tokens=args.tokens, emulated=args.emulated, isolate=args.isolate, cases=cases)
     except ValueError as exc:
         return fail(str(exc))
+    report["exit_code"] = selftest_report.exit_code(report)  # --json: the verdict without reading `passed`
     _emit(report, args.json, selftest_report.format_table(report, colour=sys.stdout.isatty()))
-    return selftest_report.exit_code(report)
+    return int(report["exit_code"])
 
 
 def _dispatch(argv: list[str]) -> int:

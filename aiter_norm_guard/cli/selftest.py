@@ -181,6 +181,7 @@ def run(
         return report
     if not any(t["patched"] for t in status["targets"]):
         report["not_applicable"] = "this sglang has no aiter norm entry selected here: nothing to guard, nothing run"
+        report["passed"] = None  # nothing ran: neither passed nor failed
         return report
     device = torch.device("cpu" if emulated else "cuda")
     skipped: list[dict[str, str]] = []
@@ -196,7 +197,7 @@ def run(
     report["requested"] = list(cases) if cases else None
     if not report["cases"]:
         report["not_applicable"] = "none of the requested cases applies to this sglang"
-    report["passed"] = bool(report["cases"]) and all(c["guarded"] == "ok" for c in report["cases"])
+    report["passed"] = all(c["guarded"] == "ok" for c in report["cases"]) if report["cases"] else None
     return report
 
 

@@ -47,5 +47,7 @@ def format_table(report: dict[str, Any], colour: bool = False) -> str:
 
 
 def exit_code(report: dict[str, Any]) -> int:
-    """0 passed, or nothing to run here (as ``doctor`` says); 1 a failure or an error."""
+    """0 passed, or nothing to run here (as ``doctor`` says; ``passed`` is None then); 1 a failure or an error."""
+    if "error" in report:
+        return 1
     return 0 if report.get("passed") or "not_applicable" in report else 1

@@ -307,3 +307,19 @@ def test_doctor_with_unreadable_sglang_metadata_cannot_tell(tmp_path: Path) -> N
     assert verdict.startswith("cannot tell: cannot read sglang's package metadata: UnicodeDecodeError"), verdict
     status = cli("status", "--json", release=None, **env)
     assert status.returncode == 0 and as_json(status)["sglang"]["installed"] is None
+
+
+def test_run_finds_the_python_a_command_runs(tmp_path: Path) -> None:
+    from aiter_norm_guard.cli.interpreter import python_of
+
+    env = {"PATH": os.environ.get("PATH", "")}
+    scripts = {"direct": f"#!{sys.executable}\n", "env": "#!/usr/bin/env -S python3 -u\n",
+               "pip": f"#!/bin/sh\n'''exec' {sys.executable} \"$0\" \"$@\"\n' '''\n", "shell": "#!/bin/sh\necho\n",
+               "none": "print(1)\n"}  # fmt: skip
+    found = {}
+    for name, text in scripts.items():
+        (tmp_path / name).write_text(text)
+        found[name] = python_of(str(tmp_path / name), env)
+    assert found["direct"] == found["pip"] == sys.executable and found["shell"] is None and found["none"] is None
+    assert found["env"] == shutil.which("python3")
+    assert python_of(sys.executable, env) == sys.executable and python_of("no-such-command-xyz", env) is None

@@ -217,3 +217,21 @@ def test_status_reports_sources_and_inheritance() -> None:
     assert "import" in st["sources"]
     assert st["children"]["inherit"] is True and st["children"]["startup_file"] == startup_file()
     assert sglang_version() is None or st["sglang"]["version"] == sglang_version()
+
+
+def test_launcher_warns_when_the_commands_python_lacks_the_guard(tmp_path: Path) -> None:
+    """`run -- <another python>` (a pipx / uv-tool CLI, another venv first on PATH): that interpreter reads no
+    start-up file, so AITER_NORM_GUARD=1 does nothing there. Said on stderr; the command still runs."""
+    bare = str(REPO / ".venv" / "bin" / "python")  # the base venv: no wheel installed in it
+    script = tmp_path / "tool"
+    script.write_text(f"#!{bare}\nprint('ran')\n")
+    script.chmod(0o755)
+    env = {**helper_env(), "PYTHONPATH": ""}
+    for cmd in ([bare, "-c", "print('ran')"], [str(script)]):
+        proc = subprocess.run([*launcher(), "run", "--", *cmd], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0 and proc.stdout.strip() == "ran", proc.stderr
+        assert f"warning: {bare}" in proc.stderr and "has no aiter_norm_guard start-up file" in proc.stderr
+        assert "UNGUARDED" in proc.stderr
+    for cmd in ([sys.executable, "-c", "print('ran')"], ["sh", "-c", "echo ran"]):  # the guard's Python; not Python
+        proc = subprocess.run([*launcher(), "run", "--", *cmd], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0 and proc.stdout.strip() == "ran" and proc.stderr == "", proc.stderr

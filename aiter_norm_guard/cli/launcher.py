@@ -2,7 +2,8 @@
 
 Like ``opentelemetry-instrument`` and ``ddtrace-run``: it sets ``AITER_NORM_GUARD=1``
 and replaces itself with the command (``exec``), so the exit status and signals are
-the command's own.  Python processes pick the guard up from the installed start-up file.
+the command's own.  Python processes pick the guard up from the installed start-up file; where
+the command's own Python has none (another interpreter than this one), it warns, and runs it anyway.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ def run(argv: list[str]) -> int:
     if not argv or not argv[0]:
         print(USAGE, file=sys.stderr)
         return 2
-    if startup_file() is None:
-        print(
-            "aiter-norm-guard: warning: the start-up file is not installed (install the wheel); "
-            "Python children will not load the guard",
-            file=sys.stderr,
-        )
     env = {**os.environ, ENABLE_VAR: "1"}
+    try:
+        from aiter_norm_guard.cli.interpreter import warning
+
+        problem = warning(argv, env)  # the command's own Python: it need not be this one (pipx, another venv)
+    except Exception as exc:  # the check is advice: it never stops the command
+        problem = f"could not check the command's interpreter ({type(exc).__name__}: {exc})"
+    if problem is None and startup_file() is None:
+        problem = "the start-up file is not installed (install the wheel); Python children will not load the guard"
+    if problem:
+        print(f"aiter-norm-guard: warning: {problem}", file=sys.stderr)
     try:
         os.execvpe(argv[0], argv, env)
     except (OSError, ValueError) as exc:  # as a shell says it: 127 not found, 126 found but not runnable

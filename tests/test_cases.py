@@ -21,3 +21,15 @@ def test_the_bug_reports_views() -> None:
     assert inp.args()[0].shape == inp.args()[1].shape == inp.args()[2].shape  # type: ignore[union-attr]
     assert BY_NAME["dtype_mismatch"].build(4, torch.bfloat16, torch.device("cpu"), torch.Generator()).weight_dtype \
         == torch.float32  # fmt: skip
+
+
+def test_readme_names_the_entries_selftest_covers() -> None:
+    """README said 'every entry's cases ... unguarded (in a child)': the cases cover three entries, and
+    isolation is the default on a GPU only."""
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    entries = sorted({case.entry.split(".")[0] for case in CASES})
+    assert entries == ["GemmaRMSNorm", "LayerNorm", "RMSNorm"]
+    assert "`selftest` runs the RMSNorm, GemmaRMSNorm and LayerNorm cases that apply to this sglang" in readme
+    assert "each in a child process on a GPU" in readme and "every entry's cases" not in readme

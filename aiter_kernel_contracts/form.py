@@ -17,6 +17,7 @@ N_WEIGHT = "weight.numel()"  # the custom all-reduce: the weight's length, whate
 #: How rows are found in memory.
 PITCH = "stride(0)"  # row i at data_ptr + i * stride(0), its elements one apart (unit last stride assumed)
 INPUT_PITCH = "the input's stride(0)"  # as PITCH, but with the first row argument's pitch, not its own
+PITCH_LAST2 = "stride(-2)"  # as PITCH, through stride(-2): a >= 3-D tensor whose rows do not collapse is misread
 STRIDES = "strides"  # both strides honoured (Triton kernels given stride(0) and stride(1)), assumed positive
 FLAT = "flat"  # numel elements from data_ptr, one apart (a flat copy: contiguity assumed)
 #: How a vector (weight, bias) is typed when read.
@@ -50,7 +51,8 @@ class Kernel(NamedTuple):
     kernel indexes with the first one's ``m`` and ``n`` without checking their shapes.
     ``dtypes``: activation dtypes it accepts (others raise); ``max_n``: the largest ``n`` it
     takes (larger raises).  ``rank2``: its Python wrapper unpacks ``m, n = x.shape`` (another
-    rank raises there, before any launch).  ``device``: it dereferences device pointers.
+    rank raises there, before any launch; the double checks it at launch).  ``device``: it dereferences
+    device pointers.
     """
 
     name: str

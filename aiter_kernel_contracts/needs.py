@@ -15,8 +15,8 @@ from aiter_kernel_contracts.form import (
     EMPTY_GRID_FAULTS,
     FLAT,
     INPUT_PITCH,
-    N_WEIGHT,
     PITCH,
+    PITCH_LAST2,
     STRIDES,
     Kernel,
 )
@@ -53,7 +53,6 @@ class Needs(NamedTuple):
     weight_dtype: bool  # a vector is reinterpreted as the activation's dtype
     weight_contiguous: bool  # a vector is read one element apart from its pointer
     device: bool  # pointers are dereferenced on the device
-    hidden_from_weight: bool  # n is the weight's length (the flat all-reduce read)
     positive_strides: bool = False  # under ANY: strides assumed positive (Triton's tl.assume): no expanded rows
 
     def names(self) -> tuple[str, ...]:
@@ -75,7 +74,7 @@ def _layout(kernel: Kernel) -> str:
     pitches = {r.pitch for _, r in kernel.rows}
     if FLAT in pitches:
         return CONTIGUOUS
-    return ROWS if pitches & {PITCH, INPUT_PITCH} else ANY
+    return ROWS if pitches & {PITCH, PITCH_LAST2, INPUT_PITCH} else ANY
 
 
 def needs(*kernels: Kernel) -> Needs:
@@ -91,7 +90,6 @@ def needs(*kernels: Kernel) -> Needs:
         weight_dtype=any(v.dtype == AS_ACTIVATION and "dtype" not in v.checked for v in vectors),
         weight_contiguous=any(v.unit_stride and "contiguous" not in v.checked for v in vectors),
         device=any(k.device for k in kernels),
-        hidden_from_weight=any(r.n == N_WEIGHT for k in kernels for _, r in k.rows),
         positive_strides=any(r.pitch == STRIDES for k in kernels for _, r in k.rows),
     )
 

@@ -18,6 +18,7 @@ from aiter_kernel_contracts.form import (
     N_SIZE1,
     OWN,
     PITCH,
+    PITCH_LAST2,
     STRIDES,
     Kernel,
     Rows,
@@ -74,7 +75,8 @@ OPUS_ADD_RMSNORM = OPUS_RMSNORM._replace(
     source="v0.1.18 aiter/ops/rmsnorm.py:151-196: copies the input only if stride(-1) != 1 (a >= 3-D input with "
     "non-collapsible rows is read through stride(-2): wrong rows); asserts residual dtypes and contiguity, never "
     "their shape or numel",
-    rows=(("input", _CK_ROWS), ("residual_in", _CK_ROWS), ("residual_out", _CK_ROWS), ("out", _CK_ROWS)),
+    rows=(("input", Rows(n=N_LAST, pitch=PITCH_LAST2)), ("residual_in", _CK_ROWS), ("residual_out", _CK_ROWS),
+          ("out", _CK_ROWS)),
     same_rows=_ADD,
 )
 #: Every kernel ``rmsnorm2d_fwd`` / ``rmsnorm2d_fwd_with_add`` may reach, in any aiter version.

@@ -46,14 +46,14 @@ class FusedDouble:
             q_out: Tensor, k_out: Tensor) -> None:  # fmt: skip
         if not self.kernels._log("fused_qk_rmsnorm", q=q, k=k, q_weight=q_weight, k_weight=k_weight):
             return
-        assert q.dim() == 2 and k.dim() == 2, "q and k must be 2D (emulated AITER_CHECK)"
-        assert q_weight.dim() == 1 and k_weight.dim() == 1 and q_weight.is_contiguous() and k_weight.is_contiguous()
-        assert q.dtype == k.dtype == q_weight.dtype == k_weight.dtype, "dtype mismatch (emulated AITER_CHECK)"
         m = q.size(0)
-        if m >= 16384:  # aiter falls back to the HIP rmsnorm on each (none of the checks above)
+        if m >= 16384:  # aiter falls back to the HIP rmsnorm on each, before any of the fused kernel's checks
             self.kernels._norm(norm.HIP_RMSNORM, q_out, q, q_weight, q_eps)
             self.kernels._norm(norm.HIP_RMSNORM, k_out, k, k_weight, k_eps)
             return
+        assert q.dim() == 2 and k.dim() == 2, "q and k must be 2D (emulated AITER_CHECK)"
+        assert q_weight.dim() == 1 and k_weight.dim() == 1 and q_weight.is_contiguous() and k_weight.is_contiguous()
+        assert q.dtype == k.dtype == q_weight.dtype == k_weight.dtype, "dtype mismatch (emulated AITER_CHECK)"
         kernel = attention.FUSED_QK_RMSNORM
         _norm_pair(kernel, q, q_weight, q_eps, q_out, "q", "q_out", m, "q_weight")
         _norm_pair(kernel, k, k_weight, k_eps, k_out, "k", "k_out", m, "k_weight")

@@ -79,13 +79,17 @@ class AiterKernelDouble:
 
     def _norm(self, kernel: Kernel, out: Tensor, inp: Tensor, weight: Tensor, eps: float,
               res_in: Tensor | None = None, res_out: Tensor | None = None) -> None:  # fmt: skip
-        if kernel in (norm.OPUS_RMSNORM, norm.OPUS_ADD_RMSNORM):
+        if kernel is norm.OPUS_RMSNORM:  # copies what is not 2-D row-strided
             if not (inp.is_contiguous() or (inp.dim() == 2 and inp.stride(-1) == 1)):
-                inp = inp.contiguous()  # opus copies what it cannot read
+                inp = inp.contiguous()
             inp = inp.view(-1, inp.shape[-1]) if inp.dim() != 2 else inp
-            out = out.view(-1, out.shape[-1])
-            res_in = None if res_in is None else res_in.view(inp.shape)
-            res_out = None if res_out is None else res_out.view(inp.shape)
+        elif kernel is norm.OPUS_ADD_RMSNORM and inp.stride(-1) != 1:  # copies only a non-unit last stride
+            inp = inp.contiguous()  # (rows through stride(-2): PITCH_LAST2 in the contract)
+        if kernel in (norm.OPUS_RMSNORM, norm.OPUS_ADD_RMSNORM):  # out and residuals: asserted contiguous
+            n = inp.shape[-1]
+            out = out.view(-1, n)
+            res_in = None if res_in is None else res_in.view(-1, n)
+            res_out = None if res_out is None else res_out.view(-1, n)
         launch = Launch(kernel, inp, weight, out=out, residual_in=res_in, residual_out=res_out)
         w = launch.vector("weight", weight)
         if launch.empty:

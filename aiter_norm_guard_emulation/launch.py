@@ -20,6 +20,7 @@ from aiter_kernel_contracts.form import (
     N_SIZE1,
     N_WEIGHT,
     PITCH,
+    PITCH_LAST2,
     Kernel,
 )
 from aiter_norm_guard_emulation.memory import InvalidConfiguration, KernelCrash, MemoryAccessFault, rows, vector
@@ -40,6 +41,9 @@ class Launch:
         self._device(inp, weight, *tensors.values())
         if kernel.dtypes and str(inp.dtype).removeprefix("torch.") not in kernel.dtypes:
             raise RuntimeError(f"{kernel.name}: not support output type: {inp.dtype} (emulated TORCH_CHECK)")
+        if kernel.rank2 and inp.dim() != 2:
+            raise RuntimeError(f"{kernel.name}: {arg or kernel.rows[0][0]} must be 2-D, got {tuple(inp.shape)} "
+                               "(emulated check, before any launch)")  # fmt: skip
         if spec.n == N_SIZE1:
             n = inp.size(1)  # size(1) of a 1-D tensor raises, as at::Tensor::size does
         elif spec.n == N_WEIGHT:
@@ -71,6 +75,8 @@ class Launch:
         typed = (self.dtype if spec.dtype == AS_ACTIVATION else t.dtype) if dtype is None else dtype
         if spec.pitch == PITCH:
             return rows(t, self.m, self.n, name, typed)
+        if spec.pitch == PITCH_LAST2:
+            return rows(t, self.m, self.n, name, typed, pitch=t.stride(-2) if t.dim() > 1 else self.n)
         if spec.pitch == INPUT_PITCH:
             return rows(t, self.m, self.n, name, typed, pitch=self.pitch)
         if spec.pitch == FLAT:

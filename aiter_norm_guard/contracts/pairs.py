@@ -13,11 +13,12 @@ from collections.abc import Sequence
 
 import torch
 
-from aiter_kernel_contracts.needs import ANY, CONTIGUOUS, Needs
+from aiter_kernel_contracts.needs import ANY, CONTIGUOUS, ROWS, Needs
 from aiter_norm_guard.contracts.layout import (
     DTYPE,
     HIDDEN_SIZE,
     HOST_TENSOR,
+    NOT_2D,
     RANK_ZERO,
     ROWS_MISMATCH,
     STRIDED_WEIGHT,
@@ -37,6 +38,8 @@ def refusal(pairs: Sequence[Pair], rows: Sequence[Tensor], needs: Needs) -> str 
     if x.dim() == 0:
         return RANK_ZERO
     tensors = [t for pair in pairs for t in pair] + list(rows)
+    if needs.layout == ROWS and any(t.dim() != 2 for t in (*(t for t, _ in pairs), *rows)):
+        return NOT_2D  # read with n = size(1), m = numel / n: no layout of another rank is read right
     if needs.device and not all(t.is_cuda for t in tensors):
         return HOST_TENSOR
     if needs.nonempty and x.numel() == 0:

@@ -2,7 +2,8 @@
 
 As :mod:`~aiter_norm_guard.patching.codegen`, with the original's exact signature; each pair is
 checked with its own width, the pairs after the first (optional: None passes) against the
-first's row count, and the extra row tensors (a residual) against the first's shape.
+first's row count, and the extra row tensors (a residual) against the first's shape; every
+tensor's device where the kernel dereferences device pointers.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ def _pair(i: int, t: str, needs: Needs) -> list[str]:
     out = [f"len({shape} := {t}.shape) == 2"]
     if i == 0:
         out.append("(_m := _s[0])" if needs.nonempty else "((_m := _s[0]) or True)")
-        if needs.device:
-            out.append(f"{t}.is_cuda")
     elif needs.same_rows:
         out.append(f"{shape}[0] == _m")
+    if needs.device:
+        out += [f"{t}.is_cuda", f"_w{i}.is_cuda"]
     out += _layout(t, needs)
     out.append(f"_w{i}.numel() == {shape}[1]")
     if needs.weight_dtype:
@@ -55,7 +56,7 @@ def pairs_fast_path_source(
         conds += _pair(i, _ident(t), needs)
     for r in (_ident(r) for r in rows):
         extra = ([f"{r}.shape == _s", f"{r}.dtype is {pairs[0][0]}.dtype"] if needs.same_rows else [])
-        extra += _layout(r, needs)
+        extra += _layout(r, needs) + ([f"{r}.is_cuda"] if needs.device else [])
         if extra:
             conds.append(f"({r} is None or ({' and '.join(extra)}))")
     body.append(f"_safe = {' and '.join(conds)}")

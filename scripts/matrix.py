@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RELEASES = os.environ.get("RELEASES", "0.4.6 0.4.10 0.5.10 0.5.11 0.5.13 0.5.15 0.5.16 0.5.19 0.5.21 0.5.23").split()
 MATRIX_FILES = (
     "test_guard.py", "test_contract_fixes.py", "test_layer_boundary.py", "test_fuzz.py", "test_source_scan.py",
-    "test_fused_paths.py",
+    "test_fused_paths.py", "test_adversarial.py",
 )
 OUT = ROOT / "results"
 

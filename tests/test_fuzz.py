@@ -29,7 +29,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiter_kernel_contracts.needs import WEIGHT_DTYPE, ZERO_ROWS
+from aiter_kernel_contracts.needs import ROWS_LAYOUT, WEIGHT_DTYPE, ZERO_ROWS
 from aiter_norm_guard.cli.cases import GEMMA, LAYER, RMS, make_module
 from conftest import REPO, original_entry, require_entry, sglang_version, upstream_checks
 
@@ -82,12 +82,19 @@ def same(got: Any, want: Any) -> None:
 
 def misread(x: torch.Tensor, extra: list[torch.Tensor], weights: list[torch.Tensor], hidden: int) -> bool:
     """What the kernel cannot read correctly in any layout (the test's own statement of the contract):
-    ``extra`` are the residual and, with it, the post-residual addition; ``hidden`` the n the kernel reads."""
+    ``extra`` are the residual and, with it, the post-residual additions (added to it in Python: only
+    the sum must be x's); ``hidden`` the n the kernel reads."""
     if x.numel() == 0 or x.shape[-1] != hidden:
         return True
     if any(w.dtype != x.dtype or w.numel() != hidden or not w.is_contiguous() for w in weights):
         return True
-    return any(t.dtype != x.dtype or t.shape != x.shape for t in extra)
+    if not extra:
+        return False
+    try:
+        total = torch.broadcast_shapes(*(t.shape for t in extra))
+    except RuntimeError:
+        return True
+    return extra[0].shape != x.shape or total != x.shape or any(t.dtype != x.dtype for t in extra)
 
 
 def odd_length(m: Any, entry: str, factor: float) -> Any:
@@ -130,8 +137,10 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
         if has_residual and data.draw(st.booleans()):
             res_shape = shape if data.draw(st.integers(0, 5)) else data.draw(st.sampled_from([(1, *shape), shape[-1:]]))
             args.append(data.draw(layouts(res_shape, dtype)))
-            if has_post and data.draw(st.booleans()):
-                args.append(data.draw(layouts(shape, dtype)))  # any layout: only the sum's matters
+            if has_post and data.draw(st.booleans()):  # any layout, or one that broadcasts: only the sum matters
+                ones = (*(1 for _ in shape[:-1]), shape[-1])
+                post_shape = data.draw(st.sampled_from([shape, shape, shape[-1:], ones]))
+                args.append(data.draw(layouts(post_shape, dtype)))
         elif has_post and not data.draw(st.integers(0, 5)):  # a post without a residual: ignored by the release
             args += [None, data.draw(layouts((*shape[:-1], 1, shape[-1]), dtype))]
         m = norms.get((hidden, wdt, length), norms[(hidden, wdt, 1.0)])
@@ -152,6 +161,25 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
             assert kernels.calls == []
             branches["release exit"] += 1
             return
+        hidden = getattr(m, "hidden_size", weights[0].numel())
+        if ROWS_LAYOUT in done and x.dim() != 2 and any(t.shape != x.shape for t in extra) and all(
+            t.dim() and t.shape[-1] == x.shape[-1] and t.dtype == x.dtype for t in extra
+        ) and extra[0].numel() == x.numel() and not misread(x, [], weights, hidden):  # fmt: skip
+            # the release reshapes x, the residual and post to (-1, n) rows itself: the residual is x's rows,
+            # a post's rows are or broadcast to them (else the release's own sum raises): its own result
+            kernels.reset()
+            try:
+                mine = original(m, *args)
+            except Exception as exc:  # the kernel's own refusal (fp32 on aiter <= v0.1.17's HIP kernel)
+                with pytest.raises(type(exc)):
+                    m(*args)
+            else:
+                kernels.reset()
+                same(m(*args), mine)
+            for call in kernels.calls:
+                assert not any(unsafe(call.name, t) for t in call.tensors.values()), (call.name, x.shape)
+            branches["release rows"] += 1
+            return
         kernels.reset()
         try:
             want: Any = m.forward_native(*args)
@@ -166,7 +194,7 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
             same(m(*args), original(m, *args))
             branches["release route"] += 1
             return
-        if misread(x, extra, weights, getattr(m, "hidden_size", weights[0].numel())):
+        if misread(x, extra, weights, hidden):
             same(m(*args), want)
             assert kernels.calls == [], "a misread input reached the kernel"
             branches["native route"] += 1

@@ -75,15 +75,17 @@ def test_non_tensor_argument_gets_the_original_behaviour(
         norm(r, bad)
 
 
-def test_own_failures_pass_the_call_through_and_log_once_per_distinct_failure(
+def test_own_failures_take_the_fallback_never_the_kernel_and_log_once_per_distinct_failure(
     rmsnorm: Any,
     kernels: AiterKernelDouble,
     guarded: None,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Only the guard's own failures fall back to the original call (its behaviour: here, a fault)."""
+    """A failure of the guard's own code on a call its fast path did not pass takes the entry's fallback
+    (forward_native): the unchecked call never reaches the kernel (here it would fault)."""
     from aiter_norm_guard import _log
+    from aiter_norm_guard.patching.interventions import snapshot
 
     def broken(*a: Any, **k: Any) -> Any:
         raise RuntimeError("layout logic exploded")
@@ -96,15 +98,27 @@ def test_own_failures_pass_the_call_through_and_log_once_per_distinct_failure(
     norm = make_norm(rmsnorm, 128, DT)
     q = torch.randn(64, 6144, dtype=DT)[:, :4096].view(64, 32, 128)
     res = torch.randn(64, 32, 128, dtype=DT)  # with a residual: the slow path (no inline layout fix there)
+    with pytest.raises(MemoryAccessFault):
+        original_forward(rmsnorm)(norm, q, res)  # what the unchecked call does
+
+    def guard_errors() -> int:
+        key = ("RMSNorm.forward_aiter", "guard error")
+        return sum(c["count"] for c in snapshot() if (c["entry"], c["reason"]) == key)
+
+    before = guard_errors()
     with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
-        for _ in range(3):  # the original's own behaviour: it faults on this view
-            with pytest.raises(MemoryAccessFault):
-                norm(q, res)
+        for _ in range(3):
+            kernels.reset()
+            for got, want in zip(norm(q, res), norm.forward_native(q, res), strict=True):
+                torch.testing.assert_close(got, want)
+            assert kernels.calls == []
         monkeypatch.setattr(guard_module.layout, "refusal", also_broken)
-        with pytest.raises(MemoryAccessFault):
-            norm(q, res)
+        norm(q, res)
+        assert kernels.calls == []
     failures = [r.getMessage() for r in caplog.records if "internal error" in r.getMessage()]
     assert len(failures) == 2 and "RuntimeError" in failures[0] and "KeyError" in failures[1]
+    assert "fallback" in failures[0]
+    assert guard_errors() == before + 4
     safe = torch.randn(4, 128, dtype=DT)
     torch.testing.assert_close(norm(safe), norm.forward_native(safe))  # the safe path is unaffected
 

@@ -30,14 +30,14 @@ def results() -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("case", ["safe", "safe_residual", "transposed", "fp32_weight"])
+@pytest.mark.parametrize("case", ["safe", "safe_residual", "transposed", "fp32_weight", "fp32_weight_transposed"])
 def test_guarded_is_the_release_on_canonical_inputs(case: str, results: dict[str, Any]) -> None:
     got = results[case]
     assert got["guarded"]["outcome"] == "ok", got
     assert got["guarded"] == got["release_on_canonical"]
 
 
-@pytest.mark.parametrize("case", ["transposed", "fp32_weight"])
+@pytest.mark.parametrize("case", ["transposed", "fp32_weight", "fp32_weight_transposed"])
 def test_unguarded_release_misreads(case: str, results: dict[str, Any]) -> None:
     got = results[case]
     assert got["unguarded"] != got["release_on_canonical"], got

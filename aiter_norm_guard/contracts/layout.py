@@ -35,6 +35,7 @@ Tensor = torch.Tensor
 
 #: Why a call cannot go to the kernel in any layout (the entry's fallback runs instead).
 RANK_ZERO = "rank 0"
+NOT_2D = "not 2-D"  # a kernel that takes n = size(1) and rows through stride(0), given another rank
 HOST_TENSOR = "host tensor"
 ZERO = "zero rows"
 DTYPE = "weight dtype"
@@ -42,6 +43,8 @@ HIDDEN_SIZE = "hidden size"
 STRIDED_WEIGHT = "strided weight"
 ROWS_MISMATCH = "residual shape or dtype"
 ROWS_EXPAND = "residual would broadcast the activation to more rows"
+#: The guard's own code failed on a call its fast path did not pass: the fallback, the safe route.
+GUARD_ERROR = "guard error"
 #: A layout the kernel cannot read, where the entry's caller has its own route for that (the all-reduce fusion).
 LAYOUT_DECLINED = "layout the kernel cannot read"
 #: How a layout was fixed (the guard counts these too).
@@ -82,24 +85,32 @@ def exit_of(x: Tensor, weights: Sequence[Tensor], done: Collection[str]) -> bool
     )
 
 
-def _rows_refusal(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor]) -> str | None:
+def _rows_refusal(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], flattened: bool) -> str | None:
+    """``flattened``: the release itself reshapes ``x``, the residual and the summed tensors to
+    ``(-1, n)`` before its kernel, so they are compared as those rows, not as the caller's shapes."""
+    n = x.shape[-1]
+
+    def shape(t: Tensor) -> torch.Size:
+        return torch.Size((t.numel() // n, n)) if flattened and n and t.dim() and t.shape[-1] == n else t.shape
+
+    x_shape = shape(x)
     for r in rows:
-        if r.shape != x.shape or r.dtype != x.dtype:
+        if shape(r) != x_shape or r.dtype != x.dtype:
             try:
-                wide = math.prod(torch.broadcast_shapes(x.shape, r.shape)) > x.numel()
+                wide = math.prod(torch.broadcast_shapes(x_shape, shape(r))) > x.numel()
             except RuntimeError:  # incompatible: the reference path raises its own error
                 wide = False
             return ROWS_EXPAND if wide else ROWS_MISMATCH
     if rows and summed:  # added to the residual in Python: the sum must still be x's shape and dtype
         try:
-            shape = torch.broadcast_shapes(rows[0].shape, *(p.shape for p in summed))
-        except RuntimeError:
-            return ROWS_MISMATCH
+            sum_shape = torch.broadcast_shapes(shape(rows[0]), *(shape(p) for p in summed))
+        except RuntimeError:  # flattened: the release's own sum raises, before its kernel
+            return None if flattened else ROWS_MISMATCH
         dtype = rows[0].dtype
         for p in summed:
             dtype = torch.promote_types(dtype, p.dtype)
-        if shape != x.shape or dtype != x.dtype:
-            return ROWS_EXPAND if math.prod(shape) > x.numel() else ROWS_MISMATCH
+        if sum_shape != x_shape or dtype != x.dtype:
+            return ROWS_EXPAND if math.prod(sum_shape) > x.numel() else ROWS_MISMATCH
     return None
 
 
@@ -123,7 +134,7 @@ def refusal(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], weights
     if needs.nonempty and x.numel() == 0:
         return ZERO
     if needs.same_rows or summed:
-        reason = _rows_refusal(x, rows, summed)
+        reason = _rows_refusal(x, rows, summed, ROWS_LAYOUT in done and x.dim() != 2)
         if reason is not None:
             return reason
     for w in weights:
@@ -137,9 +148,10 @@ def refusal(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], weights
 
 
 class Plan(NamedTuple):
-    """Canonical tensors for the kernel, in the order given, and the caller's shape to restore."""
+    """Canonical tensors for the kernel, in the order given (None: leave the argument out), and the
+    caller's shape to restore."""
 
-    tensors: tuple[Tensor, ...]
+    tensors: tuple[Tensor | None, ...]
     rows_shape: torch.Size
     caller_shape: torch.Size
     copies: int = 0
@@ -177,7 +189,10 @@ def plan(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], needs: Nee
     """The tensors to hand the entry in place of ``(x, *rows, *summed)``, or None if they already fit.
 
     ``keep_rank`` is for entries that unpack a 2-D shape themselves: tensors are only made
-    contiguous, never flattened.
+    contiguous, never flattened.  Where ``x`` becomes rows, the ``summed`` tensors are added to
+    the first row tensor here, as the entry itself adds them (``residual = residual + post``), in
+    the caller's shape, so that any broadcast they make is the caller's; they are then left out
+    (None) and the sum is viewed as rows: the release's one allocation, no copy.
     """
     given = (x, *rows, *summed)
     if needs.layout == ANY:  # the kernel honours strides; only a zero stride (expanded rows) breaks its assumption
@@ -193,10 +208,20 @@ def plan(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], needs: Nee
         shape = x.shape
     else:
         x2 = x if (X_CONTIGUOUS_2D in done and x.dim() == 2) else as_rows(x, allow_row_stride and not rows)
-        new_rows = tuple(as_rows(r) for r in rows)
-        tensors = (x2, *new_rows, *(p if p.shape == x2.shape else p.reshape(x2.shape) for p in summed))
+        if rows and summed:
+            total = rows[0]
+            for p in summed:
+                total = total + p
+            others = tuple(as_rows(r) for r in rows[1:])
+            copies = _copies((x2, *others), (x, *rows[1:])) + (not total.is_contiguous())
+            return Plan((x2, as_rows(total), *others, *(None for _ in summed)), x2.shape, x.shape, copies)
+        tensors = (x2, *(as_rows(r) for r in rows))
         shape = x2.shape
     if all(a is b for a, b in zip(tensors, given, strict=True)):
         return None
-    copies = sum(a is not b and not b.is_contiguous() for a, b in zip(tensors, given, strict=True))
-    return Plan(tensors, shape, x.shape, copies)
+    return Plan(tensors, shape, x.shape, _copies(tensors, given))
+
+
+def _copies(new: Sequence[Tensor], given: Sequence[Tensor]) -> int:
+    """How many of ``given`` were copied to make ``new`` (a non-contiguous tensor replaced)."""
+    return sum(a is not b and not b.is_contiguous() for a, b in zip(new, given, strict=False))

@@ -34,7 +34,10 @@ def record(entry: str, reason: str) -> None:
     """Count an intervention, except while ``torch.compile`` traces the call: a compiled graph runs
     its decisions without Python, so there is nothing per call to count (and a lock is untraceable)."""
     if not torch.compiler.is_compiling():
-        _record(entry, reason)
+        try:
+            _record(entry, reason)
+        except Exception as exc:  # counting is observability: never the caller's failure
+            own_failure(entry, exc, "the intervention went uncounted")
 
 
 def fast_checks(guard: Any, done: Collection[str], rows: bool = False) -> codegen.Checks:
@@ -63,25 +66,32 @@ def fast_checks(guard: Any, done: Collection[str], rows: bool = False) -> codege
 
 
 def tensor_attr(obj: Any, names: tuple[str, ...]) -> torch.Tensor | None:
-    """The first of ``names`` that is a tensor on ``obj`` (parameter, buffer or plain attribute)."""
+    """The first of ``names`` that is a tensor on ``obj`` (parameter, buffer or plain attribute; else,
+    as the release reads it, the attribute itself: a parametrized weight, a property)."""
     for name in names:
         for store in (getattr(obj, "_parameters", None), getattr(obj, "_buffers", None), getattr(obj, "__dict__", {})):
             value = store.get(name) if isinstance(store, dict) else None
             if isinstance(value, torch.Tensor):
                 return value
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
     return None
 
 
-def own_failure(target: str, exc: BaseException) -> None:
-    """Log one of the guard's own failures, once per distinct failure (type and place)."""
+def own_failure(target: str, exc: BaseException, then: str) -> None:
+    """Log one of the guard's own failures, once per distinct failure (type and place), and ``then``:
+    what the call did instead."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
     log_once(
         f"own-failure:{target}:{type(exc).__name__}:{where}",
         logging.WARNING,
-        "aiter_norm_guard: internal error in the guard of %s (%s: %s at %s); the call went to sglang unchanged",
+        "aiter_norm_guard: internal error in the guard of %s (%s: %s at %s); %s",
         target,
         type(exc).__name__,
         exc,
         where,
+        then,
     )

@@ -14,8 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-P = inspect.Parameter
-_POSITIONAL = (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)
+from aiter_norm_guard.patching.signature import _ident, signature_text
 
 #: How ``x``'s own layout is checked (``Checks.x``).
 X_ROWS = "rows"  # 2-D and contiguous (or row-strided where allowed)
@@ -44,60 +43,13 @@ class Checks(NamedTuple):
     lean_rows: bool = False  # x's layout alone is wrong: fix it inline (a view or one copy), no slow path
 
 
-def _ident(name: str) -> str:
-    if not name.isidentifier():
-        raise ValueError(f"not an identifier: {name!r}")
-    return name
-
-
-def signature_text(sig: inspect.Signature, namespace: dict[str, Any]) -> tuple[str, str, str]:
-    """``(parameters, call to the original, call to the slow path)`` for ``sig``.
-
-    Defaults are bound as names in ``namespace``; positional parameters and ``*args`` are
-    passed to the slow path as one tuple, keywords as one dict.
-    """
-    params, call, values, keywords = [], [], [], []
-    items = list(sig.parameters.values())
-    last_positional_only = max((i for i, p in enumerate(items) if p.kind is P.POSITIONAL_ONLY), default=-1)
-    star = any(p.kind is P.VAR_POSITIONAL for p in items)
-    for i, p in enumerate(items):
-        name = _ident(p.name)
-        default = ""
-        if p.default is not P.empty:
-            namespace[f"_default_{i}"] = p.default
-            default = f"=_default_{i}"
-        if p.kind is P.VAR_POSITIONAL:
-            params.append(f"*{name}")
-            call.append(f"*{name}")
-            values.append(f"*{name}")
-        elif p.kind is P.VAR_KEYWORD:
-            params.append(f"**{name}")
-            call.append(f"**{name}")
-            keywords.append(f"**{name}")
-        elif p.kind is P.KEYWORD_ONLY:
-            if not star:
-                params.append("*")
-                star = True
-            params.append(f"{name}{default}")
-            call.append(f"{name}={name}")
-            keywords.append(f"{name!r}: {name}")
-        else:
-            params.append(f"{name}{default}")
-            call.append(name)
-            values.append(name)
-        if i == last_positional_only:
-            params.append("/")
-    value_tuple = f"({', '.join(values)},)" if values else "()"
-    keyword_dict = f"{{{', '.join(keywords)}}}" if keywords else "_no_keywords"
-    return ", ".join(params), ", ".join(call), f"{value_tuple}, {keyword_dict}"
-
-
 def weight_lookup(var: str, spec: str, self_name: str | None) -> list[str]:
     """Lines that bind ``var`` to the tensor ``spec`` names (``self.a|self.b`` or a parameter).
 
     A module tensor is looked up where ``nn.Module`` keeps it, parameters first, then buffers,
     then a plain attribute (``self.weight`` itself would go through ``Module.__getattr__``,
-    ~0.5 us): each miss costs one dict lookup.  None if no name is found.
+    ~0.5 us): each miss costs one dict lookup.  Only where every store misses (a parametrized
+    weight, a property), the attribute itself, as the release reads it.  None if no name is found.
     """
     if not spec.startswith("self."):
         return [f"{var} = {_ident(spec)}"]
@@ -112,6 +64,10 @@ def weight_lookup(var: str, spec: str, self_name: str | None) -> list[str]:
                 lines.append(f"{indent}if {var} is None:")
                 indent += "    "
             lines.append(f"{indent}{var} = {self_name}.{store}.get({name!r})")
+    for part in spec.split("|"):
+        name = _ident(part.split(".", 1)[1])
+        lines += [f"{indent}if {var} is None:", f"{indent}    {var} = getattr({self_name}, {name!r}, None)"]
+        indent += "    "
     return lines
 
 

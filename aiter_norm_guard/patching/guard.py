@@ -7,26 +7,29 @@ already does itself (:mod:`~aiter_norm_guard.targets.upstream`, by the entry's
 fingerprint): the fast path (:mod:`~aiter_norm_guard.patching.codegen`) calls the original at
 once when those hold; :meth:`Guard.slow` canonicalizes with
 :mod:`~aiter_norm_guard.contracts.layout`, routes to the fallback, or passes the call through.
-Only the guard's own failures fall back to the original call (each distinct one logged
-once); exceptions of the original or the fallback reach the caller unchanged.
+The guard's own failures take the entry's fallback, never the kernel with an unchecked call
+(each distinct one logged once); exceptions of the original or the fallback reach the caller
+unchanged.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from aiter_kernel_contracts.form import Kernel
-from aiter_kernel_contracts.needs import needs, still_needed
+from aiter_kernel_contracts.needs import ROWS_LAYOUT, SAME_ROWS, needs, still_needed
+from aiter_norm_guard._log import log_once
 from aiter_norm_guard.contracts import layout, pairs
 from aiter_norm_guard.patching import codegen, pair_codegen
 from aiter_norm_guard.patching.checks import fast_checks, own_failure, record, tensor_attr
 from aiter_norm_guard.patching.registry import guard_of, original_of, register
+from aiter_norm_guard.patching.signature import POSITIONAL, entry_signature, takes_any
 from aiter_norm_guard.targets import Target
 from aiter_norm_guard.targets.fallbacks import pad_like_release
 from aiter_norm_guard.targets.upstream import Upstream
@@ -52,8 +55,15 @@ class Guard:
         self.done_alone = upstream.alone if upstream else frozenset()
         self.done_rows = upstream.with_rows if upstream else frozenset()
         f = target.feed
-        self.sig = self._signature(original, f.x)
-        names = [p.name for p in self.sig.parameters.values() if p.kind in codegen._POSITIONAL]
+        wanted = {f.x, *f.rows, *f.summed, *(n for pair in f.pairs for n in pair),
+                  *(v for v in f.vectors if not v.startswith("self."))}  # fmt: skip
+        self.sig = entry_signature(original, wanted)
+        names = [p.name for p in self.sig.parameters.values() if p.kind in POSITIONAL]
+        self.unseen = sorted(n for n in (*f.rows, *f.summed) if n not in names and takes_any(self.sig))
+        if self.unseen:
+            log_once(f"unseen:{target.name}", logging.WARNING, "aiter_norm_guard: %s is wrapped by a function that "
+                     "takes *args without naming %s (and no __wrapped__ says where): calls passing them are checked "
+                     "without them", target.name, ", ".join(self.unseen))  # fmt: skip
         self.is_method = "." in target.attribute
         self.self_name = names[0] if self.is_method and names else None
         if f.x not in names:
@@ -67,14 +77,6 @@ class Guard:
         self.kernel_dtypes = tuple(getattr(torch, d) for d in f.kernel_dtypes)
         self.fallback_index = tuple(names.index(n) for n in target.fallback_params if n in names)
         self._fallback_fn = self._resolve_fallback(target.fallback)
-
-    @staticmethod
-    def _signature(original: Forward, x: str) -> inspect.Signature:
-        """The signature calls must fit: ``original``'s own, not what ``__wrapped__`` says it wraps
-        (a third party's narrower wrapper), unless it takes ``*args`` and does not name ``x``."""
-        own = inspect.signature(original, follow_wrapped=False)
-        takes_any = any(p.kind is p.VAR_POSITIONAL for p in own.parameters.values())
-        return inspect.signature(original) if x not in own.parameters and takes_any else own
 
     def _weight_spec(self, spec: str, names: list[str]) -> tuple[str, ...] | int:
         if spec.startswith("self."):
@@ -173,7 +175,11 @@ class Guard:
             while len(args) > 1 and args[-1] is None:  # the defaults: fits an older native's signature too
                 args.pop()
             result = method(*args)
-            return pad_like_release(values[0], result) if self.pad_mode(values[0]) else result
+            try:
+                return pad_like_release(values[0], result) if self.pad_mode(values[0]) else result
+            except Exception as exc:
+                own_failure(self.target.name, exc, "forward_native's result was returned unpadded")
+                return result
         bound = {**dict(zip(self.names, values, strict=False)), **keywords}
         return self._fallback_fn(self.original, bound, reason)
 
@@ -182,29 +188,34 @@ class Guard:
             return self.original(*values, **keywords)
         try:
             action = self.decide(values)
-        except Exception as exc:  # the guard's own failure: keep sglang's behaviour
-            own_failure(self.target.name, exc)
-            action = None
+            if action is not None and action[0] == "call":
+                new = list(values)
+                for i, t in zip(self.tensor_indices(values), action[1].tensors, strict=False):
+                    new[i] = t
+        except Exception as exc:  # the guard's own failure on a call its fast path did not pass: the safe route
+            own_failure(self.target.name, exc, "the call took the entry's fallback, not the kernel")
+            action = ("fallback", layout.GUARD_ERROR)
         if action is None:
             return self.original(*values, **keywords)
         kind, detail = action
         if kind == "fallback":
             record(self.target.name, detail)
             return self.fallback(values, keywords, detail)
-        new = list(values)
-        for i, t in zip(self.tensor_indices(values), detail.tensors, strict=False):
-            new[i] = t
         record(self.target.name, detail.kind)
         result = self.original(*new, **keywords)
         try:
             return detail.restore(result)
         except Exception as exc:
-            own_failure(self.target.name, exc)
+            own_failure(self.target.name, exc, "the kernel's result was returned in its rows' shape")
             return result
 
     def per_call_checks(self) -> list[str]:
-        """What this guard checks per call (the contract's needs the release does not meet itself)."""
-        return list(still_needed(self.needs, self.done_alone, self.done_rows))
+        """What this guard checks per call (the contract's needs the release does not meet itself); where
+        a wrapper hides the residual, the checks that need it are marked unseen."""
+        checks = list(still_needed(self.needs, self.done_alone, self.done_rows))
+        if self.unseen:
+            checks = [f"{c} (unseen: {', '.join(self.unseen)})" if c in (ROWS_LAYOUT, SAME_ROWS) else c for c in checks]
+        return checks
 
     # -- the function ------------------------------------------------------------
     def build(self) -> Forward:

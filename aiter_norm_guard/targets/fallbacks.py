@@ -20,9 +20,10 @@ def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], rea
 
     Zero rows: the results the function would build, empty, without a launch.  A weight of
     another dtype or a strided one: the kernel gets it converted to the activation's dtype
-    and made contiguous (it reads ``n`` elements of that dtype).  A weight of another length
-    or a residual unlike the activation: a ``ValueError``, where the kernel would read past
-    them.
+    and made contiguous (it reads ``n`` elements of that dtype), and the activation and
+    residual contiguous (their layout is checked only after the weight).  Anything else the
+    kernel cannot take (a weight of another length, a residual unlike the activation, host
+    tensors, the guard's own failure): a ``ValueError``, where the kernel would read past them.
     """
     x: torch.Tensor = bound["hidden_states"]
     residual = bound.get("residual")
@@ -35,9 +36,11 @@ def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], rea
             return (out, scale)
         return (out, scale), torch.empty_like(x)
     if reason in (layout.DTYPE, layout.STRIDED_WEIGHT):
-        weight = bound["weight"].to(x.dtype).contiguous()
-        return original(**{**bound, "weight": weight})
-    if reason in (layout.HIDDEN_SIZE, layout.ROWS_MISMATCH, layout.ROWS_EXPAND, layout.HOST_TENSOR):
+        fixed = {"weight": bound["weight"].to(x.dtype).contiguous(), "hidden_states": x.contiguous()}
+        if residual is not None:
+            fixed["residual"] = residual.contiguous()
+        return original(**{**bound, **fixed})
+    if reason != layout.RANK_ZERO:  # a 0-dim activation: the function's own unpacking error
         raise ValueError(
             f"_fused_rmsnorm_fp8_per_token_quant: {reason} (hidden_states {tuple(x.shape)} {x.dtype}, "
             f"weight {tuple(bound['weight'].shape)}, residual "

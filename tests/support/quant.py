@@ -72,6 +72,8 @@ def main() -> None:
         "zero_rows_residual": ((hs[:0], w, 1e-6, res[:0]), None),
         "transposed": ((wide.t()[:4], w, 1e-6), (wide.t()[:4].contiguous(), w, 1e-6)),
         "fp32_weight": ((hs, w.float(), 1e-6), (hs, w, 1e-6)),
+        "fp32_weight_transposed": ((wide.t()[:4], w.float(), 1e-6, wide.t()[4:8]),  # two faults: the layouts too
+                                   (wide.t()[:4].contiguous(), w, 1e-6, wide.t()[4:8].contiguous())),
         "short_weight": ((hs, w[:32], 1e-6), None),
     }
     out: dict[str, Any] = {"module": module.__name__, "guarded": original is not None}

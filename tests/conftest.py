@@ -134,3 +134,11 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300)
         paths.append(pkg_parent)  # a source checkout: make the same package importable
     full["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=timeout)
+
+
+def outcome(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``'s result, or the type of the exception it raised."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        return type(exc)

@@ -20,17 +20,10 @@ from aiter_kernel_contracts.needs import ROWS_LAYOUT
 from aiter_norm_guard.cli.cases import GEMMA, RMS, make_module
 from aiter_norm_guard.patching.guard import original_of
 from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
-from conftest import entry_fn, original_entry, require_entry, upstream_checks
+from conftest import entry_fn, original_entry, outcome, require_entry, upstream_checks
 
 BF = torch.bfloat16
 FAULTS = (MemoryAccessFault, InvalidConfiguration)
-
-
-def outcome(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:
-        return type(exc)
 
 
 def same(a: Any, b: Any) -> bool:

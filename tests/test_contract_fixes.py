@@ -14,16 +14,9 @@ from aiter_norm_guard.cli.cases import LAYER, RMS, make_module
 from aiter_norm_guard.targets.fallbacks import pad_like_release
 from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, KernelCrash, MemoryAccessFault
 from aiter_norm_guard_emulation.counting import CopyCounter
-from conftest import entry_fn, original_entry, require_entry, sglang_version
+from conftest import entry_fn, original_entry, outcome, require_entry, sglang_version
 
 BF = torch.bfloat16
-
-
-def outcome(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except Exception as exc:
-        return type(exc)
 
 
 def test_layernorm_reads_hidden_size_weight_elements_whatever_x_says(

@@ -18,15 +18,9 @@ from aiter_norm_guard.targets.fallbacks import qk_rmsnorm_native
 from aiter_norm_guard.targets.fused_quant import TRITON_QUANT
 from aiter_norm_guard_emulation import AiterKernelDouble, MemoryAccessFault, on_host
 from aiter_norm_guard_emulation.fused import FusedDouble
+from conftest import outcome
 
 BF = torch.bfloat16
-
-
-def outcome(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except Exception as exc:
-        return type(exc)
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def rank_main(rank: int, port: int, guard_mode: str, queue: Any) -> None:
 
 def run_rank(rank: int, port: int) -> dict[str, Any]:
     kernels = sglang_setup.rocm()
-    import aiter_norm_guard
+    import aiter_norm_guard  # noqa: F401  (installs the guard before sglang's modules import)
 
     sglang_setup.stub_non_norm_kernels()
     sglang_setup.distributed(rank=rank, world_size=2, port=port, tp=2, enable_aiter_allreduce_fusion=True)
@@ -85,10 +85,7 @@ def run_rank(rank: int, port: int) -> dict[str, Any]:
         norm.weight = torch.nn.Parameter(w, requires_grad=False)
         got: dict[str, Any] = {}
         for mode in ("unguarded", "guarded", "unfused", "native"):
-            if mode == "unguarded":
-                aiter_norm_guard.uninstall()
-            else:
-                aiter_norm_guard.install(force=True)
+            sglang_setup.guard(mode)
             tp.ca_comm = None if mode == "unfused" else double
             kernels.reset()
             if mode == "native":  # sglang's native norm on the reduced activation

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
-import json
 import os
 import sys
 import types
@@ -52,7 +51,7 @@ def amdsmi_one_gpu() -> None:
 
 def main() -> None:
     kernels = sglang_setup.rocm()
-    import aiter_norm_guard
+    import aiter_norm_guard  # noqa: F401  (installs the guard before sglang's modules import)
 
     sglang_setup.stub_non_norm_kernels()
     if os.environ.get("BARE_PACKAGE") == "1":
@@ -80,19 +79,14 @@ def main() -> None:
         norm.weight = torch.nn.Parameter(ww, requires_grad=False)
         got: dict[str, Any] = {}
         for mode in ("unguarded", "guarded", "native"):
-            if mode == "unguarded":
-                aiter_norm_guard.uninstall()
-            else:
-                aiter_norm_guard.install(force=True)
+            sglang_setup.guard(mode)
             kernels.reset()
             args = (xx.clone(),) if rr is None else (xx.clone(), rr.clone())
             fn = norm.forward_native if mode == "native" else norm.forward  # forward: the instance's forward_aiter
             got[mode] = sglang_setup.outcome(lambda fn=fn, args=args: fn(*args))
             got[mode]["kernels"] = [c.name for c in kernels.calls]
         out[name] = got
-    out["guarded_entries"] = sorted(t["name"] for t in aiter_norm_guard.install(force=True)["targets"] if t["patched"])
-    out["stubbed_norm_kernels"] = sglang_setup.stubbed_norm_kernels()
-    print(json.dumps(out))
+    sglang_setup.report(out)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def prepare_norms(attn: Any, module: Any, prepare: Any, latent: torch.Tensor) ->
 
 def main() -> None:
     kernels = sglang_setup.rocm()
-    import aiter_norm_guard
+    import aiter_norm_guard  # noqa: F401  (installs the guard before sglang's modules import)
 
     sglang_setup.stub_non_norm_kernels()
     sglang_setup.distributed()
@@ -111,10 +111,7 @@ def main() -> None:
         attn.kv_a_layernorm.weight = torch.nn.Parameter(w, requires_grad=False)
         got: dict[str, Any] = {}
         for mode in ("unguarded", "guarded", "native"):
-            if mode == "unguarded":
-                aiter_norm_guard.uninstall()
-            else:
-                aiter_norm_guard.install(force=True)
+            sglang_setup.guard(mode)
             kernels.reset()
             saved = module._use_aiter, [n._forward_method for n in norms]
             if mode == "native":  # the method's own non-aiter branch, sglang's native norms

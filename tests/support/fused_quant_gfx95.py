@@ -13,7 +13,6 @@ Prints one JSON line.
 
 from __future__ import annotations
 
-import json
 import sys
 import types
 from pathlib import Path
@@ -55,7 +54,7 @@ def callers() -> tuple[str, dict[str, Any]]:
 
 def main() -> None:
     kernels = sglang_setup.rocm(sglang_setup.GFX950)
-    import aiter_norm_guard
+    import aiter_norm_guard  # noqa: F401  (installs the guard before sglang's modules import)
 
     sglang_setup.stub_non_norm_kernels()
     sglang_setup.distributed()
@@ -85,19 +84,14 @@ def main() -> None:
         norm.weight = torch.nn.Parameter(weight, requires_grad=False)
         got: dict[str, Any] = {}
         for mode, args in (("unguarded", (x, r)), ("guarded", (x, r)), ("contiguous", (x.contiguous(), r))):
-            if mode == "guarded":
-                aiter_norm_guard.install(force=True)
-            else:
-                aiter_norm_guard.uninstall()
+            sglang_setup.guard(mode)
             kernels.reset()
             fn = call[kind]
             call_it = lambda a=args, fn=fn: fn(norm, a[0].clone(), None if a[1] is None else a[1].clone())  # noqa: E731
             got[mode] = sglang_setup.outcome(call_it)
             got[mode]["kernels"] = [c.name for c in kernels.calls]
         out[name] = got
-    out["guarded_entries"] = sorted(t["name"] for t in aiter_norm_guard.install(force=True)["targets"] if t["patched"])
-    out["stubbed_norm_kernels"] = sglang_setup.stubbed_norm_kernels()
-    print(json.dumps(out))
+    sglang_setup.report(out)
 
 
 if __name__ == "__main__":

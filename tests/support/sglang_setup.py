@@ -130,3 +130,25 @@ def outcome(fn: Any) -> dict[str, Any]:
         return {"outcome": "ok", "values": flat(fn())}
     except Exception as exc:
         return {"outcome": type(exc).__name__, "detail": str(exc)[:300]}
+
+
+def guard(mode: str) -> None:
+    """The guard off for an ``unguarded`` run, on (installed afresh) for any other mode."""
+    import aiter_norm_guard
+
+    if mode == "unguarded":
+        aiter_norm_guard.uninstall()
+    else:
+        aiter_norm_guard.install(force=True)
+
+
+def report(out: dict[str, Any]) -> None:
+    """Print a probe's results as one JSON line, with the entries the guard patched and any norm kernel
+    a stub stood in for (there must be none)."""
+    import json
+
+    import aiter_norm_guard
+
+    out["guarded_entries"] = sorted(t["name"] for t in aiter_norm_guard.install(force=True)["targets"] if t["patched"])
+    out["stubbed_norm_kernels"] = stubbed_norm_kernels()
+    print(json.dumps(out))

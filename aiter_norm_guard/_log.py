@@ -1,20 +1,15 @@
-"""The ``aiter_norm_guard`` logger, and logging once per event per process.
-
-Also :func:`after_fork`: the guard's module-level locks are re-created in a forked child (a
-lock some other parent thread held at the fork would otherwise stay held there forever).
-"""
+"""The ``aiter_norm_guard`` logger, and logging once per event per process."""
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from collections.abc import Callable
+
+from aiter_norm_guard._fork import ForkSafeLock
 
 logger = logging.getLogger("aiter_norm_guard")
 
 _seen: set[str] = set()
-_lock = threading.Lock()
+_lock = ForkSafeLock()  # made first: the other modules' fork handlers may log
 
 
 def log_once(key: str, level: int, msg: str, *args: object, exc_info: bool = False) -> bool:
@@ -31,17 +26,3 @@ def forget(prefix: str) -> None:
     """Log again, once, the events whose key starts with ``prefix`` (a forked child's own firsts)."""
     with _lock:
         _seen.difference_update([k for k in _seen if k.startswith(prefix)])
-
-
-def after_fork(reset: Callable[[], None]) -> None:
-    """Run ``reset`` in every child this process forks from now on (no-op where there is no fork)."""
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=reset)
-
-
-def _new_lock() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-after_fork(_new_lock)  # registered first: the other modules' fork handlers may log

@@ -103,3 +103,45 @@ def test_a_fork_while_another_thread_holds_a_guard_lock_does_not_hang_the_child(
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == dict.fromkeys(("patcher", "log", "registry", "reload_hook", "api", "interventions"), True)
+
+
+NESTED_FORGET = """
+import json
+from aiter_norm_guard.patching import registry
+
+class Guard:  # what the registry keeps per function: its original, and whether it is on
+    def __init__(self, original):
+        self.original, self.enabled = original, True
+
+def inner(): pass
+def outer(): pass
+registry.register(inner, Guard(None))
+registry.register(outer, Guard(inner))  # a guard over a guarded function (a wrapper over ours, wrapped again)
+before = len(registry._GUARDS)
+del inner  # alive through outer's guard
+del outer  # outer's forget drops its guard, that drops inner: inner's forget runs inside outer's
+print(json.dumps({"before": before, "after": len(registry._GUARDS)}))
+"""
+
+EXIT_WITH_GUARDS_ALIVE = """
+import torch
+from aiter_norm_guard_emulation import EmulatedRocm
+EmulatedRocm().activate()
+import sglang.srt.layers.layernorm as ln
+import aiter_norm_guard
+norm = ln.RMSNorm(128).to(torch.bfloat16)
+print(tuple(norm(torch.randn(4, 2, 128, dtype=torch.bfloat16)).shape))
+"""
+
+
+def test_a_guard_dropped_inside_another_guards_forget_does_not_deadlock() -> None:
+    proc = run_python(NESTED_FORGET, timeout=60)  # bounded: a self-deadlock fails instead of hanging
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"before": 2, "after": 0}
+
+
+def test_the_interpreter_exits_with_guarded_entries_alive(layernorm: Any) -> None:
+    """At shutdown the registry's weakref callbacks run with the builtins gone: none may leave a lock held."""
+    proc = run_python(EXIT_WITH_GUARDS_ALIVE, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "(4, 2, 128)"

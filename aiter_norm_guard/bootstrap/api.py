@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from aiter_norm_guard._log import after_fork, log_once
+from aiter_norm_guard._fork import ForkSafeLock
+from aiter_norm_guard._log import log_once
 from aiter_norm_guard.bootstrap import settings, startup
 from aiter_norm_guard.patching import interventions
 from aiter_norm_guard.patching.patcher import PATCHER
@@ -16,15 +16,7 @@ from aiter_norm_guard.patching.patcher import PATCHER
 #: How the guard got into this process, in order: import, env-bootstrap, sglang-plugin, api, cli.
 SOURCES: list[str] = []
 _last_flag: list[settings.Flag] = []
-_lock = threading.Lock()
-
-
-def _new_lock() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-after_fork(_new_lock)
+_lock = ForkSafeLock()
 
 
 def activate(source: str, force: bool = False) -> bool:

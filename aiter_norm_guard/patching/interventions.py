@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from typing import Any
 
 from aiter_norm_guard import _log
+from aiter_norm_guard._fork import ForkSafeLock, after_fork
 from aiter_norm_guard._log import log_once
 
 METRIC = "aiter_norm_guard_interventions"  # exported as ..._total
 MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 _counts: dict[tuple[str, str], int] = {}
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 _counter: list[Any] = []  # [Counter] once made, [None] when there is none to make in this process
 
 
@@ -64,15 +64,13 @@ LOG_KEY = "intervention:"  #: the once-log's keys of first interventions
 
 
 def _after_fork_in_child() -> None:
-    """A forked child counts its own interventions, from zero, with a lock no thread holds, and logs
-    its own first of each kind (the parent's once-log is not the child's)."""
-    global _lock
-    _lock = threading.Lock()
+    """A forked child counts its own interventions, from zero, and logs its own first of each kind
+    (the parent's once-log is not the child's); ``_lock`` is made anew there by itself."""
     _counts.clear()
     _log.forget(LOG_KEY)
 
 
-_log.after_fork(_after_fork_in_child)
+after_fork(_after_fork_in_child)
 
 
 def _make_counter() -> Any:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from aiter_norm_guard._log import after_fork, log_once
+from aiter_norm_guard._fork import ForkSafeLock
+from aiter_norm_guard._log import log_once
 from aiter_norm_guard.patching import hooks, instances, reload_hook
 from aiter_norm_guard.patching.locate import (
     describe,
@@ -76,12 +77,7 @@ class Patcher:
         self.error: str | None = None
         self._hooked: set[str] = set()
         self._records: list[Record] = []
-        self._lock = threading.RLock()
-        after_fork(self._new_lock)
-
-    def _new_lock(self) -> None:
-        """A forked child gets a lock no thread holds (a parent thread may have been mid-patch)."""
-        self._lock = threading.RLock()
+        self._lock = ForkSafeLock(threading.RLock)  # a parent thread may be mid-patch at a fork
 
     def modules(self) -> list[str]:
         return list(dict.fromkeys(t.module for t in self.targets))

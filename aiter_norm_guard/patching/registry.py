@@ -8,12 +8,11 @@ reference can: an entry answers only for the very object it was made for, and go
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from aiter_norm_guard._log import after_fork
+from aiter_norm_guard._fork import ForkSafeLock
 
 
 class Guarded(Protocol):
@@ -22,27 +21,23 @@ class Guarded(Protocol):
 
 
 _GUARDS: dict[int, tuple[weakref.ref[Any], Guarded]] = {}
-_lock = threading.Lock()
-
-
-def _new_lock() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-after_fork(_new_lock)
+_lock = ForkSafeLock()
 
 
 def register(fn: Callable[..., Any], guard: Guarded) -> None:
     key = id(fn)
 
+    # An entry leaves the table under the lock but is dropped after it: dropping a guard may drop the
+    # last reference to another registered function, whose own ``forget`` then takes the lock.
     def forget(ref: weakref.ref[Any], key: int = key) -> None:
         with _lock:
-            if _GUARDS.get(key, (None,))[0] is ref:
-                del _GUARDS[key]
+            gone = _GUARDS.pop(key) if _GUARDS.get(key, (None,))[0] is ref else None
+        del gone
 
     with _lock:
+        replaced = _GUARDS.get(key)
         _GUARDS[key] = (weakref.ref(fn, forget), guard)
+    del replaced
 
 
 def guard_of(fn: Any) -> Any:

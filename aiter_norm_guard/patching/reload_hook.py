@@ -19,20 +19,13 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiter_norm_guard._log import after_fork
+from aiter_norm_guard._fork import ForkSafeLock
 
 Callback = Callable[[types.ModuleType], None]
 _callbacks: dict[str, list[Callback]] = {}
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 _local = threading.local()
 
-
-def _new_lock() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-after_fork(_new_lock)
 
 
 class _ChainedLoader(importlib.abc.Loader):

@@ -27,7 +27,6 @@ _lock = ForkSafeLock()
 _local = threading.local()
 
 
-
 class _ChainedLoader(importlib.abc.Loader):
     def __init__(self, loader: Any, name: str) -> None:
         self.loader, self.name = loader, name

@@ -51,9 +51,9 @@ def on_cpu(fn: Any) -> Any:
 
 def guard_for(fn: Any, target: Any, module: Any) -> Any:
     """The guard the patcher would build around ``fn`` (its source decides the release row)."""
-    from aiter_norm_guard.patching import codegen
-    from aiter_norm_guard.patching.guard import Guard
-    from aiter_norm_guard.patching.locate import route, source_node, upstream
+    from aiter_norm_guard.guard import codegen
+    from aiter_norm_guard.guard.guard import Guard
+    from aiter_norm_guard.install.locate import route, source_node, upstream
 
     compile_function = codegen.compile_function
     codegen.compile_function = lambda src, *a: compile_function(src.replace(".is_cuda", ".is_cpu"), *a)
@@ -76,7 +76,7 @@ def timed(variants: dict[str, tuple[Any, tuple[Any, ...]]]) -> dict[str, float]:
 
 
 def copies(fn: Any, args: tuple[Any, ...]) -> dict[str, int]:
-    from aiter_norm_guard_emulation.counting import CopyCounter
+    from aiter_norm_guard.emulation.counting import CopyCounter
 
     with CopyCounter() as c:
         fn(*args)
@@ -154,20 +154,23 @@ Variants = dict[str, tuple[Any, tuple[Any, ...]]]
 def ablation(guard: Any, own: Any, m: Any, x: torch.Tensor, res: torch.Tensor) -> Variants:
     """The guard's residual-path checks added one at a time around the release's own call, in place
     (each one's cost is what it adds there): where the residual path's time goes."""
-    from aiter_norm_guard.patching import codegen
-    from aiter_norm_guard.patching.checks import fast_checks
-    from aiter_norm_guard.patching.registry import guard_of
+    from aiter_norm_guard.guard import codegen
+    from aiter_norm_guard.guard.checks import fast_checks
+    from aiter_norm_guard.guard.registry import guard_of
 
     g = guard_of(guard)
-    conds = codegen._conditions("x", fast_checks(g, g.done_rows, rows=True), 1, ("residual",),
-                                ("post_residual_addition",), None)  # fmt: skip
+    conds = codegen._conditions(
+        "x", fast_checks(g, g.done_rows, rows=True), 1, ("residual",), ("post_residual_addition",), None
+    )
     conds = [c.replace(".is_cuda", ".is_cpu") for c in conds]
     out: Variants = {}
     head = "_s = x.shape; _w0 = self._parameters.get('weight'); _dt = x.dtype"
     for i in range(len(conds) + 1):
         test = " and ".join(conds[:i]) or "True"
-        src = (f"def f(self, x, residual=None, post_residual_addition=None):\n    {head}\n    _safe = {test}\n"
-               "    return _original(self, x, residual, post_residual_addition) if _safe else None\n")
+        src = (
+            f"def f(self, x, residual=None, post_residual_addition=None):\n    {head}\n    _safe = {test}\n"
+            "    return _original(self, x, residual, post_residual_addition) if _safe else None\n"
+        )
         ns: dict[str, Any] = {"_original": own}
         exec(src, ns)
         out[f"ablation {i:02d}: {conds[i - 1] if i else 'frame, lookups'}"] = (ns["f"], (m, x, res))
@@ -175,7 +178,7 @@ def ablation(guard: Any, own: Any, m: Any, x: torch.Tensor, res: torch.Tensor) -
 
 
 def _guardable(target: Any, fn: Any, module: Any) -> bool:
-    from aiter_norm_guard.patching.locate import has_aiter_branch
+    from aiter_norm_guard.install.locate import has_aiter_branch
     from aiter_norm_guard.targets import selected
 
     return has_aiter_branch(target, fn) and selected(target, module)
@@ -208,8 +211,10 @@ def quant_variants(x: torch.Tensor, res: torch.Tensor) -> dict[str, tuple[Any, t
 
     stubs.install()
     stubs.platform_shims()
-    for name, target in (("sglang.srt.layers.layer_boundary.residual.add_norm", ADD_NORM_QUANT),
-                         ("sglang.srt.layers.communicator", COMMUNICATOR_QUANT)):  # fmt: skip
+    for name, target in (
+        ("sglang.srt.layers.layer_boundary.residual.add_norm", ADD_NORM_QUANT),
+        ("sglang.srt.layers.communicator", COMMUNICATOR_QUANT),
+    ):
         try:
             module = importlib.import_module(name)
         except ImportError:
@@ -230,7 +235,7 @@ def quant_variants(x: torch.Tensor, res: torch.Tensor) -> dict[str, tuple[Any, t
 
 
 def main(release: str) -> None:
-    from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
+    from aiter_norm_guard.emulation import AiterKernelDouble, EmulatedRocm
 
     EmulatedRocm(AiterKernelDouble(compute=False, record=False)).activate()
     print(json.dumps(classes(release)))

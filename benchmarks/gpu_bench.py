@@ -28,9 +28,9 @@ os.environ["AITER_NORM_GUARD"] = "0"  # the guard is built by hand around what i
 
 from rocm_on_cuda import load  # noqa: E402
 
-from aiter_kernel_contracts.needs import X_LAYOUT  # noqa: E402
-from aiter_norm_guard.patching.guard import Guard  # noqa: E402
-from aiter_norm_guard.patching.locate import route, source_node, upstream  # noqa: E402
+from aiter_norm_guard.guard.guard import Guard  # noqa: E402
+from aiter_norm_guard.install.locate import route, source_node, upstream  # noqa: E402
+from aiter_norm_guard.kernels.needs import X_LAYOUT  # noqa: E402
 from aiter_norm_guard.targets.layernorm import RMSNORM  # noqa: E402
 
 CUDA, BF, H = torch.device("cuda"), torch.bfloat16, 4096
@@ -84,22 +84,37 @@ def main() -> None:
             mine, theirs = (guard, (m, *args)), (own, (m, *args))
             host = {"release": host_us(*theirs), "guard": host_us(*mine)}
             host["release"] = min(host["release"], host_us(*theirs))  # interleaved: release, guard, release
-            device = {k: float(do_bench(lambda f=f, a=a: f(*a), warmup=25, rep=100)) * 1000
-                      for k, (f, a) in (("release", theirs), ("guard", mine))}  # fmt: skip
-            rows.append({"tokens": t, "class": name, "host_us": host, "device_us": device,
-                         "host_ratio": host["guard"] / host["release"]})  # fmt: skip
+            device = {
+                k: float(do_bench(lambda f=f, a=a: f(*a), warmup=25, rep=100)) * 1000
+                for k, (f, a) in (("release", theirs), ("guard", mine))
+            }
+            rows.append(
+                {
+                    "tokens": t,
+                    "class": name,
+                    "host_us": host,
+                    "device_us": device,
+                    "host_ratio": host["guard"] / host["release"],
+                }
+            )
     out = Path(os.environ.get("OUT", "."))
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "sglang": release, "rows": rows}
     (out / f"gpu_bench-{release}.json").write_text(json.dumps(result, indent=2))
-    lines = [f"### sglang {release} (real, aiter branch) on {result['device']}, torch {result['torch']}", "",
-             "Host time per eager call (perf_counter, blocks of 2000 calls, min of 7) and device time (do_bench), "
-             "microseconds; the guard as the patcher builds it around the release's own forward_aiter", "",
-             "| tokens | class | host: release | host: guard | host ratio | device: release | device: guard |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"### sglang {release} (real, aiter branch) on {result['device']}, torch {result['torch']}",
+        "",
+        "Host time per eager call (perf_counter, blocks of 2000 calls, min of 7) and device time (do_bench), "
+        "microseconds; the guard as the patcher builds it around the release's own forward_aiter",
+        "",
+        "| tokens | class | host: release | host: guard | host ratio | device: release | device: guard |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
         h, d = r["host_us"], r["device_us"]
-        lines.append(f"| {r['tokens']} | {r['class']} | {h['release']:.2f} | {h['guard']:.2f} | {r['host_ratio']:.3f} "
-                     f"| {d['release']:.2f} | {d['guard']:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {r['tokens']} | {r['class']} | {h['release']:.2f} | {h['guard']:.2f} | {r['host_ratio']:.3f} "
+            f"| {d['release']:.2f} | {d['guard']:.2f} |"
+        )
     with open(out / "gpu_bench.md", "a") as f:
         f.write("\n".join(lines) + "\n\n")
     print("\n".join(lines))

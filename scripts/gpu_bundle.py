@@ -40,7 +40,7 @@ ON_GPU = set(
 LIST = """
 import json, sys
 sys.path.insert(0, {support!r})
-from aiter_norm_guard_emulation import EmulatedRocm
+from aiter_norm_guard.emulation import EmulatedRocm
 EmulatedRocm().activate()
 import sglang.srt.layers.layernorm
 import stubs
@@ -59,10 +59,20 @@ def imported_files(release: str) -> list[Path]:
     overlay = ROOT / ".envs" / f"sglang-{release}"
     env = {**os.environ, "PYTHONPATH": f"{overlay}{os.pathsep}{ROOT}", "AITER_NORM_GUARD": "0"}
     code = LIST.format(support=str(ROOT / "tests" / "support"))
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True,
-                          check=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    files = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    qwen3 = subprocess.run(
+        [sys.executable, "-W", "ignore", str(ROOT / "tests" / "support" / "fused_qwen3.py")],
+        env={**env, "LIST_IMPORTED": "1", "AITER_NORM_GUARD": "1"},
+        capture_output=True,
+        text=True,
+    )
+    if qwen3.returncode == 0:  # Qwen3's decode (tests/gpu/qwen3_decode.py) imports more, some at run time
+        files |= set(json.loads(qwen3.stdout.strip().splitlines()[-1]))
     prefix = str(overlay) + os.sep
-    return [Path(f) for f in json.loads(proc.stdout.strip().splitlines()[-1]) if f.startswith(prefix)]
+    return [Path(f) for f in sorted(files) if f.startswith(prefix)]
 
 
 def dist_info(overlay: Path, top: str) -> Path | None:
@@ -107,20 +117,34 @@ def bundle(release: str, wheels: set[str], common: dict[str, str]) -> None:
             wheels.add(info.name.removesuffix(".dist-info").replace("-", "==", 1))
             continue
         version = info.name if info is not None else f"{top} of {release}"
-        if common.setdefault(top, version) != version:
-            raise SystemExit(f"{top}: {version} and {common[top]} both needed; bundle them per release")
-        copy(everything, overlay, OUT / "common")
+        into = OUT / "common" if common.setdefault(top, version) == version else dest  # another version: per release
+        copy(everything, overlay, into)
         if info is not None:
-            shutil.copytree(info, OUT / "common" / info.name, dirs_exist_ok=True)
+            shutil.copytree(info, into / info.name, dirs_exist_ok=True)
 
 
 def download(specs: list[str], into: Path) -> None:
     tags = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "manylinux_2_24", "manylinux_2_34", "manylinux_2_35")
     platforms = [f"--platform={tag}_x86_64" for tag in tags]
     for spec in specs:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "--python-version=3.12", "--implementation=cp", *platforms, "-d", str(into), spec],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version=3.12",
+                "--implementation=cp",
+                *platforms,
+                "-d",
+                str(into),
+                spec,
+            ],
+            check=True,
+        )
 
 
 def pins(release: str, names: tuple[str, ...]) -> list[str]:

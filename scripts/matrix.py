@@ -20,10 +20,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASES = os.environ.get("RELEASES", "0.4.6 0.4.10 0.5.10 0.5.11 0.5.13 0.5.15 0.5.16 0.5.19 0.5.21 0.5.23").split()
+#: the pinned releases, oldest first: one per requirements/sglang-X.txt (as scripts/releases.sh lists them)
+PINNED = sorted(
+    (p.name[len("sglang-") : -len(".txt")] for p in (ROOT / "requirements").glob("sglang-*.txt")),
+    key=lambda v: [int(n) if n.isdigit() else n for n in re.findall(r"\d+|[^\d.]+", v)],
+)
+RELEASES = os.environ.get("RELEASES", " ".join(PINNED)).split()
 MATRIX_FILES = (
-    "test_guard.py", "test_contract_fixes.py", "test_layer_boundary.py", "test_fuzz.py", "test_source_scan.py",
-    "test_fused_paths.py", "test_adversarial.py",
+    "test_guard.py",
+    "test_contract_fixes.py",
+    "test_layer_boundary.py",
+    "test_fuzz.py",
+    "test_source_scan.py",
+    "test_fused_paths.py",
+    "test_adversarial.py",
+    "test_dsv4_store.py",
 )
 OUT = ROOT / "results"
 
@@ -51,8 +62,9 @@ SHORT = {
     "pad_path_weight_is_read_with_unit_stride": "x_pad path: strided / expanded weight",
     "post_is_only_summed_so_a_column_slice_costs_no_copy_and_no_slow_path": "post column slice: no copy, fast path",
     "post_without_a_residual_is_ignored_as_the_release_ignores_it": "post without residual: ignored",
-    "zero_rows_past_the_first_dimension_are_caught_where_the_release_checks_only_shape_0":
-        "zero rows past the first dimension",
+    "zero_rows_past_the_first_dimension_are_caught_where_the_release_checks_only_shape_0": (
+        "zero rows past the first dimension"
+    ),
     "host_tensors_never_reach_the_kernel": "host tensors never reach the kernel",
 }
 RMS = "RMSNorm.forward_aiter"
@@ -72,30 +84,52 @@ ENTRY_OF_TEST = {  # tests without an entry among their parameters
 }
 #: test_fused_paths.py: each fused path through sglang's own caller (test -> entry, check)
 FUSED_PATHS = {
-    "allreduce_fusion_safe_input_takes_the_fused_kernel_bit_exact":
-        ("GroupCoordinator.fused_allreduce_rmsnorm", "safe input: the fused kernel, bit-exact"),
-    "allreduce_fusion_hazard_takes_sglangs_unfused_route_guarded":
-        ("GroupCoordinator.fused_allreduce_rmsnorm", "hazard unguarded; guarded: sglang's unfused route"),
-    "mla_qk_rmsnorm_safe_column_slices_are_bit_exact":
-        ("forward_mla(_rocm).fused_qk_rmsnorm_bf16", "latent column slices: bit-exact"),
-    "mla_qk_rmsnorm_hazard_fails_unguarded_and_is_native_guarded":
-        ("forward_mla(_rocm).fused_qk_rmsnorm_bf16", "hazard unguarded; guarded: native"),
+    "allreduce_fusion_safe_input_takes_the_fused_kernel_bit_exact": (
+        "GroupCoordinator.fused_allreduce_rmsnorm",
+        "safe input: the fused kernel, bit-exact",
+    ),
+    "allreduce_fusion_hazard_takes_sglangs_unfused_route_guarded": (
+        "GroupCoordinator.fused_allreduce_rmsnorm",
+        "hazard unguarded; guarded: sglang's unfused route",
+    ),
+    "mla_qk_rmsnorm_safe_column_slices_are_bit_exact": (
+        "forward_mla(_rocm).fused_qk_rmsnorm_bf16",
+        "latent column slices: bit-exact",
+    ),
+    "mla_qk_rmsnorm_hazard_fails_unguarded_and_is_native_guarded": (
+        "forward_mla(_rocm).fused_qk_rmsnorm_bf16",
+        "hazard unguarded; guarded: native",
+    ),
     "triton_quant_safe_inputs_are_bit_exact": ("Triton fused_rms_*_quant (gfx95)", "safe inputs: bit-exact"),
-    "triton_quant_read_past_unguarded_is_a_value_error_guarded":
-        ("Triton fused_rms_*_quant (gfx95)", "read past unguarded; guarded: ValueError"),
-    "triton_quant_mxfp4_transposed_input_is_read_as_its_contiguous_copy":
-        ("Triton fused_rms_*_quant (gfx95)", "mxfp4 transposed: its contiguous copy's result"),
-    "diffusion_rmsnorm_safe_inputs_are_the_releases_bit_for_bit":
-        ("multimodal_gen RMSNorm.forward_aiter", "safe inputs: bit-exact vs the release"),
-    "diffusion_rmsnorm_hazard_faults_unguarded_and_is_native_guarded":
-        ("multimodal_gen RMSNorm.forward_aiter", "fault unguarded; guarded: native"),
-    "qwen3_fused_gate_excludes_rl_on_policy_target":
-        ("qwen3 fused qk-norm + RoPE + KV (not guarded)", "source: gate excludes rl_on_policy_target"),
-    "qwen3_fused_kernel_gets_the_fresh_qkv_projection":
-        ("qwen3 fused qk-norm + RoPE + KV (not guarded)", "source: the kernel gets the fresh qkv_proj output"),
-    "the_guard_patches_nothing_in_qwen3":
-        ("qwen3 fused qk-norm + RoPE + KV (not guarded)", "the guard patches nothing in qwen3.py"),
-}  # fmt: skip
+    "triton_quant_read_past_unguarded_is_a_value_error_guarded": (
+        "Triton fused_rms_*_quant (gfx95)",
+        "read past unguarded; guarded: ValueError",
+    ),
+    "triton_quant_mxfp4_transposed_input_is_read_as_its_contiguous_copy": (
+        "Triton fused_rms_*_quant (gfx95)",
+        "mxfp4 transposed: its contiguous copy's result",
+    ),
+    "diffusion_rmsnorm_safe_inputs_are_the_releases_bit_for_bit": (
+        "multimodal_gen RMSNorm.forward_aiter",
+        "safe inputs: bit-exact vs the release",
+    ),
+    "diffusion_rmsnorm_hazard_faults_unguarded_and_is_native_guarded": (
+        "multimodal_gen RMSNorm.forward_aiter",
+        "fault unguarded; guarded: native",
+    ),
+    "qwen3_fused_gate_excludes_rl_on_policy_target": (
+        "qwen3 fused qk-norm + RoPE + KV (not guarded)",
+        "source: gate excludes rl_on_policy_target",
+    ),
+    "qwen3_fused_kernel_gets_the_fresh_qkv_projection": (
+        "qwen3 fused qk-norm + RoPE + KV (not guarded)",
+        "source: the kernel gets the fresh qkv_proj output",
+    ),
+    "the_guard_patches_nothing_in_qwen3": (
+        "qwen3 fused qk-norm + RoPE + KV (not guarded)",
+        "the guard patches nothing in qwen3.py",
+    ),
+}
 ENTRY_OF_TEST.update({test: entry for test, (entry, _) in FUSED_PATHS.items()})
 SHORT.update({test: check for test, (_, check) in FUSED_PATHS.items()})
 

@@ -22,10 +22,10 @@ import torch
 
 import aiter_norm_guard
 from aiter_norm_guard.cli.cases import make_module
-from aiter_norm_guard.patching.guard import original_of
-from aiter_norm_guard.patching.locate import source_node, upstream
-from aiter_norm_guard.targets import BY_NAME
-from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
+from aiter_norm_guard.emulation import AiterKernelDouble, EmulatedRocm
+from aiter_norm_guard.guard.guard import original_of
+from aiter_norm_guard.install.locate import source_node, upstream
+from aiter_norm_guard.targets import TARGETS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -109,7 +109,7 @@ def original_entry(layernorm: Any, entry: str) -> Any:
 
 def upstream_checks(layernorm: Any, entry: str, with_rows: bool = False) -> frozenset[str]:
     """What this release's own entry does before its kernel (the upstream table, by its fingerprint)."""
-    row = upstream(BY_NAME[entry], source_node(original_entry(layernorm, entry)))
+    row = upstream(next(t for t in TARGETS if t.name == entry), source_node(original_entry(layernorm, entry)))
     return frozenset() if row is None else (row.with_rows if with_rows else row.alone)
 
 
@@ -118,8 +118,13 @@ def original_forward(rmsnorm: Any) -> Any:
     return original_of(rmsnorm.forward_aiter) or rmsnorm.forward_aiter
 
 
-def make_norm(layernorm_or_cls: Any, hidden: int, dtype: torch.dtype, weight_dtype: torch.dtype | None = None,
-              entry: str = "RMSNorm.forward_aiter") -> Any:  # fmt: skip
+def make_norm(
+    layernorm_or_cls: Any,
+    hidden: int,
+    dtype: torch.dtype,
+    weight_dtype: torch.dtype | None = None,
+    entry: str = "RMSNorm.forward_aiter",
+) -> Any:
     ln = sys.modules[layernorm_or_cls.__module__] if isinstance(layernorm_or_cls, type) else layernorm_or_cls
     return make_module(ln, entry, hidden, dtype, weight_dtype)
 

@@ -15,7 +15,7 @@ def guard_report_then_run_views() -> dict[str, Any]:
     }
     import torch
 
-    from aiter_norm_guard_emulation import EmulatedRocm, MemoryAccessFault
+    from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault
 
     EmulatedRocm().activate()
     import sglang.srt.layers.layernorm as ln

@@ -17,10 +17,10 @@ import torch
 from torch.nn.utils import parametrize
 
 import aiter_norm_guard
-from aiter_kernel_contracts.needs import ROWS_LAYOUT
 from aiter_norm_guard.cli.cases import GEMMA, RMS, make_module
-from aiter_norm_guard.patching.guard import original_of
-from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
+from aiter_norm_guard.emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
+from aiter_norm_guard.guard.guard import original_of
+from aiter_norm_guard.kernels.needs import ROWS_LAYOUT
 from conftest import entry_fn, original_entry, outcome, require_entry, upstream_checks
 
 BF = torch.bfloat16
@@ -99,8 +99,11 @@ def test_a_weight_outside_the_module_dicts_is_checked_where_the_release_reads_it
         norm = Tied(src).to(BF)
     assert "weight" not in norm._parameters
     g = torch.Generator().manual_seed(1)
-    for x in (torch.randn(3, 4, 64, generator=g).to(BF), torch.randn(64, 5, generator=g).to(BF).t(),
-              torch.randn(0, 64).to(BF)):  # fmt: skip
+    for x in (
+        torch.randn(3, 4, 64, generator=g).to(BF),
+        torch.randn(64, 5, generator=g).to(BF).t(),
+        torch.randn(0, 64).to(BF),
+    ):
         got = outcome(norm.forward_aiter, x)
         assert isinstance(got, torch.Tensor), got
         torch.testing.assert_close(got, norm.forward_native(x))

@@ -12,8 +12,8 @@ import pytest
 import aiter_norm_guard
 from aiter_norm_guard import _log
 from aiter_norm_guard.bootstrap import api, startup
-from aiter_norm_guard.patching import interventions
-from aiter_norm_guard.patching.patcher import PATCHER
+from aiter_norm_guard.guard import interventions
+from aiter_norm_guard.install.patcher import PATCHER
 
 
 def boom(*a: Any, **k: Any) -> Any:
@@ -22,8 +22,13 @@ def boom(*a: Any, **k: Any) -> Any:
 
 @pytest.mark.parametrize(
     ("owner", "attr", "key"),
-    [(api, "sglang_info", "sglang"), (PATCHER, "report", "targets"), (startup, "children_inherit", "children"),
-     (interventions, "snapshot", "interventions"), (api, "_flag", "enabled")],
+    [
+        (api, "sglang_info", "sglang"),
+        (PATCHER, "report", "targets"),
+        (startup, "children_inherit", "children"),
+        (interventions, "snapshot", "interventions"),
+        (api, "_flag", "enabled"),
+    ],
 )
 def test_a_failing_section_is_an_error_string_logged_once(
     owner: Any, attr: str, key: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
@@ -31,8 +36,12 @@ def test_a_failing_section_is_an_error_string_logged_once(
     monkeypatch.setattr(_log, "_seen", set())
     monkeypatch.setattr(owner, attr, boom)
     with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
-        for call in (aiter_norm_guard.status, aiter_norm_guard.install, aiter_norm_guard.uninstall,
-                     aiter_norm_guard.install):  # fmt: skip
+        for call in (
+            aiter_norm_guard.status,
+            aiter_norm_guard.install,
+            aiter_norm_guard.uninstall,
+            aiter_norm_guard.install,
+        ):
             st = call()
     section = key if key != "enabled" else "switch"
     assert f"status could not read {section}: RuntimeError: injected" in st["error"]
@@ -50,7 +59,11 @@ def test_unreadable_sglang_metadata_is_reported_not_raised(monkeypatch: pytest.M
     monkeypatch.setattr(importlib.metadata, "distribution", latin1)
     info = api.sglang_info()
     assert info["installed"] is None and info["error"].startswith("cannot read sglang's package metadata: Unicode")
-    for call in (aiter_norm_guard.status, aiter_norm_guard.install, aiter_norm_guard.uninstall,
-                 aiter_norm_guard.install):  # fmt: skip
+    for call in (
+        aiter_norm_guard.status,
+        aiter_norm_guard.install,
+        aiter_norm_guard.uninstall,
+        aiter_norm_guard.install,
+    ):
         st = call()
         assert st["sglang"]["installed"] is None and "cannot read sglang's package metadata" in st["error"]

@@ -19,8 +19,10 @@ def test_the_bug_reports_views() -> None:
     assert describe(q) == "(2048, 32, 128) / (6144, 128, 1)" and k.storage_offset() == 4096
     inp = BY_NAME["post_residual_path"].build(4, torch.bfloat16, torch.device("cpu"), torch.Generator())
     assert inp.args()[0].shape == inp.args()[1].shape == inp.args()[2].shape  # type: ignore[union-attr]
-    assert BY_NAME["dtype_mismatch"].build(4, torch.bfloat16, torch.device("cpu"), torch.Generator()).weight_dtype \
-        == torch.float32  # fmt: skip
+    assert (
+        BY_NAME["dtype_mismatch"].build(4, torch.bfloat16, torch.device("cpu"), torch.Generator()).weight_dtype
+        == torch.float32
+    )
 
 
 def test_readme_names_the_entries_selftest_covers() -> None:
@@ -32,4 +34,5 @@ def test_readme_names_the_entries_selftest_covers() -> None:
     entries = sorted({case.entry.split(".")[0] for case in CASES})
     assert entries == ["GemmaRMSNorm", "LayerNorm", "RMSNorm"]
     assert "`selftest` runs the RMSNorm, GemmaRMSNorm and LayerNorm cases that apply to this sglang" in readme
-    assert "each in a child process on a GPU" in readme and "every entry's cases" not in readme
+    assert "On a GPU (and with `--isolate`) the unguarded calls run in child processes" in readme
+    assert "every entry's cases" not in readme and "a child imports sglang once" in readme

@@ -8,17 +8,23 @@ from typing import Any
 import pytest
 import torch
 
-from aiter_kernel_contracts.form import Kernel, Rows, Vector
-from aiter_norm_guard.patching import codegen
-from aiter_norm_guard.patching.guard import Guard, guard_of, original_of
+from aiter_norm_guard.guard import codegen
+from aiter_norm_guard.guard.guard import Guard, guard_of, original_of
+from aiter_norm_guard.kernels.form import Kernel, Rows, Vector
 from aiter_norm_guard.targets import Feed, Target
 
 SENTINEL = object()
 
 
 #: A HIP-like contract on host memory (these tests run on CPU without the emulation).
-KERNEL = Kernel("test kernel", "tests", rows=(("input", Rows()), ("residual", Rows())), vectors=(("weight", Vector()),),
-                same_rows=("residual",), device=False)  # fmt: skip
+KERNEL = Kernel(
+    "test kernel",
+    "tests",
+    rows=(("input", Rows()), ("residual", Rows())),
+    vectors=(("weight", Vector()),),
+    same_rows=("residual",),
+    device=False,
+)
 
 
 def make(original: Any, feed: Feed, name: str = "Norm.forward") -> Any:
@@ -38,8 +44,9 @@ class Norm(torch.nn.Module):
 def test_signature_defaults_and_binding_are_the_originals() -> None:
     seen: list[tuple[Any, ...]] = []
 
-    def forward(self: Any, x: Any, residual: Any = None, post: Any = SENTINEL, *rest: Any, flag: int = 3,
-                **extra: Any) -> Any:  # fmt: skip
+    def forward(
+        self: Any, x: Any, residual: Any = None, post: Any = SENTINEL, *rest: Any, flag: int = 3, **extra: Any
+    ) -> Any:
         seen.append((x, residual, post, rest, flag, extra))
         return x
 

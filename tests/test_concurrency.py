@@ -9,10 +9,10 @@ from conftest import run_python
 
 CODE = """
 import json, random, threading, torch
-from aiter_norm_guard_emulation import EmulatedRocm
+from aiter_norm_guard.emulation import EmulatedRocm
 EmulatedRocm().activate()
 import aiter_norm_guard
-from aiter_norm_guard.patching.guard import original_of
+from aiter_norm_guard.guard.guard import original_of
 
 errors = []
 barrier = threading.Barrier(12)
@@ -64,8 +64,8 @@ import json, os, threading, time
 import aiter_norm_guard
 from aiter_norm_guard import _log
 from aiter_norm_guard.bootstrap import api
-from aiter_norm_guard.patching import interventions, registry, reload_hook
-from aiter_norm_guard.patching.patcher import PATCHER
+from aiter_norm_guard.guard import interventions, registry
+from aiter_norm_guard.install.patcher import PATCHER
 
 def held(get):
     ready = threading.Event()
@@ -79,7 +79,6 @@ for name, get, use in [
     ("patcher", lambda: PATCHER._lock, lambda: aiter_norm_guard.status()),
     ("log", lambda: _log._lock, lambda: _log.log_once("fork-probe", 10, "probe")),
     ("registry", lambda: registry._lock, lambda: registry.register(len, object())),
-    ("reload_hook", lambda: reload_hook._lock, lambda: reload_hook.on_reload("no.such.module", print)),
     ("api", lambda: api._lock, lambda: api.activate("api", force=True)),
     ("interventions", lambda: interventions._lock, lambda: interventions.record("Fork.probe", "zero rows")),
 ]:
@@ -102,12 +101,12 @@ def test_a_fork_while_another_thread_holds_a_guard_lock_does_not_hang_the_child(
     proc = run_python(FORK_WITH_A_HELD_LOCK, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result == dict.fromkeys(("patcher", "log", "registry", "reload_hook", "api", "interventions"), True)
+    assert result == dict.fromkeys(("patcher", "log", "registry", "api", "interventions"), True)
 
 
 NESTED_FORGET = """
 import json
-from aiter_norm_guard.patching import registry
+from aiter_norm_guard.guard import registry
 
 class Guard:  # what the registry keeps per function: its original, and whether it is on
     def __init__(self, original):
@@ -125,7 +124,7 @@ print(json.dumps({"before": before, "after": len(registry._GUARDS)}))
 
 EXIT_WITH_GUARDS_ALIVE = """
 import torch
-from aiter_norm_guard_emulation import EmulatedRocm
+from aiter_norm_guard.emulation import EmulatedRocm
 EmulatedRocm().activate()
 import sglang.srt.layers.layernorm as ln
 import aiter_norm_guard
@@ -145,3 +144,49 @@ def test_the_interpreter_exits_with_guarded_entries_alive(layernorm: Any) -> Non
     proc = run_python(EXIT_WITH_GUARDS_ALIVE, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "(4, 2, 128)"
+
+
+RELOADS = """
+import importlib, json, threading, torch
+from wrapt import importer
+from aiter_norm_guard.emulation import EmulatedRocm
+EmulatedRocm().activate()
+import aiter_norm_guard
+import sglang.srt.layers.layernorm as ln
+from aiter_norm_guard.guard.guard import original_of
+
+errors = []
+barrier = threading.Barrier(6)
+def churn(i):
+    try:
+        barrier.wait()
+        for j in range(5):
+            if i < 3:
+                importlib.reload(ln)
+            elif (i + j) % 2:
+                aiter_norm_guard.install(force=True)
+            else:
+                aiter_norm_guard.uninstall()
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=churn, args=(i,)) for i in range(6)]
+for t in threads: t.start()
+for t in threads: t.join(120)
+hung = sum(t.is_alive() for t in threads)
+aiter_norm_guard.install(force=True)
+importlib.reload(ln)  # the hook re-armed itself through every reload above: this one is seen too
+fn = ln.RMSNorm.__dict__["forward_aiter"]
+norm = ln.RMSNorm(128).to(torch.bfloat16)
+q = torch.randn(64, 6144, dtype=torch.bfloat16)[:, :4096].view(64, 32, 128)
+print(json.dumps({"errors": errors, "hung": hung, "filed": len(importer._post_import_hooks.get(ln.__name__, ())),
+                  "one_wrapper": original_of(original_of(fn) or fn) is None and original_of(fn) is not None,
+                  "guarded": bool(torch.equal(norm(q), norm.forward_native(q)))}))
+"""
+
+
+def test_reloads_racing_install_and_uninstall_leave_one_armed_hook_and_a_guard(layernorm: Any) -> None:
+    """Each fire files the hook again once: no pile-up of hooks, and the last reload is still guarded."""
+    proc = run_python(RELOADS, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"errors": [], "hung": 0, "filed": 1, "one_wrapper": True, "guarded": True}

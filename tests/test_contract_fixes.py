@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from aiter_norm_guard.cli.cases import LAYER, RMS, make_module
-from aiter_norm_guard.targets.fallbacks import pad_like_release
-from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, KernelCrash, MemoryAccessFault
-from aiter_norm_guard_emulation.counting import CopyCounter
+from aiter_norm_guard.emulation import AiterKernelDouble, InvalidConfiguration, KernelCrash, MemoryAccessFault
+from aiter_norm_guard.emulation.counting import CopyCounter
+from aiter_norm_guard.guard.fallbacks import pad_like_release
 from conftest import entry_fn, original_entry, outcome, require_entry, sglang_version
 
 BF = torch.bfloat16
@@ -141,7 +141,7 @@ def test_host_tensors_never_reach_the_kernel(layernorm: Any, kernels: AiterKerne
     """The kernels dereference device pointers (the emulation plays CPU memory as the device's and
     marks host memory with on_host).  Before 0.5.21 the release hands a host x to aiter: a fault;
     guarded, forward_native.  0.5.21+ sends it to forward_native itself: the guard passes it through."""
-    from aiter_norm_guard_emulation import on_host
+    from aiter_norm_guard.emulation import on_host
 
     require_entry(RMS)
     norm = make_module(layernorm, RMS, 128, BF)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aiter_norm_guard.cli.cases import qkv_views
-from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, KernelCrash, MemoryAccessFault
+from aiter_norm_guard.emulation import AiterKernelDouble, InvalidConfiguration, KernelCrash, MemoryAccessFault
 
 BF = torch.bfloat16
 
@@ -91,8 +91,9 @@ def test_fp32_activation_is_refused_by_the_hip_kernel_on_the_legacy_build() -> N
     with pytest.raises(RuntimeError, match="not support output type"):
         AiterKernelDouble().rmsnorm2d_fwd(torch.randn(2, 64), torch.ones(64), 1e-6)
     x = torch.randn(2, 64)
-    torch.testing.assert_close(AiterKernelDouble(build="opus").rmsnorm2d_fwd(x, torch.ones(64), 1e-6),
-                               reference(x, torch.ones(64)))  # fmt: skip
+    torch.testing.assert_close(
+        AiterKernelDouble(build="opus").rmsnorm2d_fwd(x, torch.ones(64), 1e-6), reference(x, torch.ones(64))
+    )
 
 
 def test_with_add_writes_outputs_through_their_row_pitch(k: AiterKernelDouble) -> None:
@@ -156,11 +157,14 @@ def test_pad_kernel_reads_both_strides_and_the_weight_in_its_own_dtype() -> None
 def test_the_double_launches_only_the_contracts_the_guard_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """One statement of each kernel: every launch of the double is indexed by a contract object the
     target table (and so the guard) declares, the very same object."""
+    from aiter_norm_guard.emulation import launch
     from aiter_norm_guard.targets import TARGETS
-    from aiter_norm_guard_emulation import launch
 
-    declared = {id(k) for t in TARGETS for k in (*t.kernels, *(k for r in t.routes for k in r.kernels),
-                                                  *((t.pad,) if t.pad else ()))}  # fmt: skip
+    declared = {
+        id(k)
+        for t in TARGETS
+        for k in (*t.kernels, *(k for r in t.routes for k in r.kernels), *((t.pad,) if t.pad else ()))
+    }
     seen: list[object] = []
     real = launch.Launch.__init__
 

@@ -6,6 +6,9 @@ Against the real releases (the overlays in ``.envs``; the wheels 0.5.10 - 0.5.23
 
 from __future__ import annotations
 
+import re
+import runpy
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,14 +16,44 @@ import pytest
 from aiter_norm_guard.targets import entrypoints
 from conftest import REPO
 
-RELEASES = ("0.4.6", "0.4.10", "0.5.10", "0.5.11", "0.5.13", "0.5.15", "0.5.16", "0.5.19", "0.5.21", "0.5.23")
-PLUGIN_WAYS = {"launch_server", "serve", "Engine", "bench_offline_throughput", "benchmark.offline_throughput",
-               "bench_one_batch_server", "benchmark.one_batch_server", "compile_deep_gemm"}  # fmt: skip
+#: the pinned releases: one per requirements/sglang-X.txt, oldest first (as scripts/releases.sh lists them)
+RELEASES = tuple(
+    sorted(
+        (p.name[len("sglang-") : -len(".txt")] for p in (REPO / "requirements").glob("sglang-*.txt")),
+        key=lambda v: [int(n) for n in re.findall(r"\d+", v)],
+    )
+)
+PLUGIN_WAYS = {
+    "launch_server",
+    "serve",
+    "Engine",
+    "bench_offline_throughput",
+    "benchmark.offline_throughput",
+    "bench_one_batch_server",
+    "benchmark.one_batch_server",
+    "compile_deep_gemm",
+}
 NO_PLUGIN_WAYS = {"bench_one_batch", "benchmark.one_batch", "use_ray", "encoder_only"}
 #: ways whose launching process loads sglang.srt.plugins before it starts the model processes
-LAUNCHERS = {"launch_server", "serve", "Engine", "bench_offline_throughput", "benchmark.offline_throughput",
-             "use_ray", "encoder_only", "serve (diffusion model)"}  # fmt: skip
+LAUNCHERS = {
+    "launch_server",
+    "serve",
+    "Engine",
+    "bench_offline_throughput",
+    "benchmark.offline_throughput",
+    "use_ray",
+    "encoder_only",
+    "serve (diffusion model)",
+}
 DIFFUSION_WAYS = {"serve (diffusion model)", "generate (diffusion model)", "multimodal_gen.launch_server"}
+
+
+def test_the_release_list_is_the_requirements_files() -> None:
+    listed = subprocess.run(
+        ["bash", str(REPO / "scripts" / "releases.sh")], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert tuple(listed) == RELEASES and RELEASES[:3] == ("0.4.6", "0.4.10", "0.5.10"), listed
+    assert tuple(runpy.run_path(str(REPO / "scripts" / "matrix.py"))["PINNED"]) == RELEASES
 
 
 def _root(release: str) -> Path:
@@ -52,8 +85,9 @@ def test_each_release_as_read_from_its_sources(release: str) -> None:
         else:
             assert name in PLUGIN_WAYS | NO_PLUGIN_WAYS and way["runtime"] == "srt"
             assert way["loads_plugins"] is (has_plugins and name in PLUGIN_WAYS), name
-            assert {g for p in way["processes"] for g in p["groups"]} == \
-                ({"sglang.srt.plugins"} if has_plugins and name in PLUGIN_WAYS else set())  # fmt: skip
+            assert {g for p in way["processes"] for g in p["groups"]} == (
+                {"sglang.srt.plugins"} if has_plugins and name in PLUGIN_WAYS else set()
+            )
         launcher = way["launcher"]["groups"]
         assert launcher == (["sglang.srt.plugins"] if has_plugins and name in LAUNCHERS else []), name
     assert ("bench_one_batch" in ways) is (_v(release) <= (0, 5, 20))  # top-level file removed in 0.5.21
@@ -90,22 +124,31 @@ def test_a_call_counts_only_where_it_runs_and_binds_sglangs_loader(tmp_path: Pat
     base = {"launch_server.py": "", "srt/plugins/__init__.py": PLUGINS}
     root = _tree(tmp_path / "a", {**base, "srt/managers/scheduler.py": CALLS})
     assert _way(root, "launch_server")["loads_plugins"] is True
-    nested = "from sglang.srt.plugins import load_plugins\n\ndef run_scheduler_process():\n" \
-             "    def later():\n        load_plugins()\n"  # fmt: skip
+    nested = (
+        "from sglang.srt.plugins import load_plugins\n\ndef run_scheduler_process():\n"
+        "    def later():\n        load_plugins()\n"
+    )
     other = "from somewhere_else import load_plugins\n\ndef run_scheduler_process():\n    load_plugins()\n"
-    guarded = "from sglang.srt.plugins import load_plugins\n\nif True:\n    def run_scheduler_process():\n" \
-              "        x = 1\n        load_plugins()\n"  # fmt: skip
+    guarded = (
+        "from sglang.srt.plugins import load_plugins\n\nif True:\n    def run_scheduler_process():\n"
+        "        x = 1\n        load_plugins()\n"
+    )
     for i, (text, want) in enumerate(((nested, False), (other, False), (guarded, True))):
         root = _tree(tmp_path / str(i), {**base, "srt/managers/scheduler.py": text})
         assert _way(root, "launch_server")["loads_plugins"] is want, text
 
 
 def test_a_model_runner_that_loads_plugins_covers_every_way(tmp_path: Path) -> None:
-    runner = "import sglang.srt.plugins\n\nclass ModelRunner:\n    def __init__(self):\n" \
-             "        sglang.srt.plugins.load_plugins()\n"  # fmt: skip
+    runner = (
+        "import sglang.srt.plugins\n\nclass ModelRunner:\n    def __init__(self):\n"
+        "        sglang.srt.plugins.load_plugins()\n"
+    )
     bench = "def latency_test():\n    pass\n\ndef correctness_test():\n    pass\n\ndef load_model():\n    pass\n"
-    files = {"bench_one_batch.py": bench, "srt/model_executor/model_runner.py": runner,
-             "srt/managers/scheduler.py": "def run_scheduler_process():\n    pass\n"}  # fmt: skip
+    files = {
+        "bench_one_batch.py": bench,
+        "srt/model_executor/model_runner.py": runner,
+        "srt/managers/scheduler.py": "def run_scheduler_process():\n    pass\n",
+    }
     assert _way(_tree(tmp_path / "a", files), "bench_one_batch")["loads_plugins"] is False  # no loader to bind
     root = _tree(tmp_path / "b", {**files, "srt/plugins/__init__.py": PLUGINS})
     assert _way(root, "bench_one_batch")["loads_plugins"] is True

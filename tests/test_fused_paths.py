@@ -14,7 +14,9 @@ and the reference.  What the scripts replace is never a norm (``stubbed_norm_ker
   c. gfx950: add_norm's ``_update_and_read_residual_aiter_mxfp4`` / ``_fp8_group`` (0.5.21+), else
      ``LayerCommunicator.prepare_attn`` (Triton ``fused_rms_mxfp4_quant`` / ``fused_rms_fp8_group_quant``).
   d. The diffusion runtime's ``RMSNorm.forward_aiter`` through the module's ``forward``.
-  e. Qwen3's fused qk-norm + RoPE + KV write: deliberately not guarded; what its source guarantees.
+  e. Qwen3's fused qk-norm + RoPE + KV write through a real ``Qwen3Attention.forward`` and a real
+     ``MHATokenToKVPool`` (the double writes the cache as aiter since #4531 / #4312 does); reference:
+     the release's own unfused route (its fusion switched off: native prepare, the pool's store).
 """
 
 from __future__ import annotations
@@ -65,13 +67,24 @@ def mla_missing() -> str | None:
 
 #: script -> (why it does not apply here, or None; its environment)
 SCRIPTS = {
-    "fused_allreduce.py": (lambda: missing("srt/distributed/parallel_state.py", defining="fused_allreduce_rmsnorm"),
-                           {}),
+    "fused_allreduce.py": (
+        lambda: missing("srt/distributed/parallel_state.py", defining="fused_allreduce_rmsnorm"),
+        {},
+    ),
     "fused_mla.py": (mla_missing, {}),
     "fused_quant_gfx95.py": (lambda: None, {}),
-    "fused_diffusion.py": (lambda: missing("multimodal_gen/runtime/layers/layernorm.py", defining="forward_aiter"),
-                           {"BARE_PACKAGE": "1" if V < (0, 5, 21) else "0"}),
-}  # fmt: skip
+    "fused_diffusion.py": (
+        lambda: missing("multimodal_gen/runtime/layers/layernorm.py", defining="forward_aiter"),
+        {"BARE_PACKAGE": "1" if V < (0, 5, 21) else "0"},
+    ),
+    "fused_qwen3.py": (
+        lambda: (
+            missing("srt/models/qwen3.py", defining="forward_prepare_aiter_fused_mrope")
+            and missing("srt/models/qwen3.py", defining="forward_prepare_aiter_fused")
+        ),
+        {},
+    ),
+}
 _RUNS: dict[str, Future[subprocess.CompletedProcess[str]]] = {}
 
 
@@ -116,8 +129,15 @@ def test_allreduce_fusion_safe_input_takes_the_fused_kernel_bit_exact(allreduce:
         assert got["guarded"]["outcome"] == "ok" and same(got["guarded"], got["unguarded"])
 
 
-@pytest.mark.parametrize(("case", "unguarded"), [("zero_rows", "InvalidConfiguration"), ("transposed", "wrong"),
-                                                 ("short_weight", "wrong"), ("fp32_weight", "wrong")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "unguarded"),
+    [
+        ("zero_rows", "InvalidConfiguration"),
+        ("transposed", "wrong"),
+        ("short_weight", "wrong"),
+        ("fp32_weight", "wrong"),
+    ],
+)
 def test_allreduce_fusion_hazard_takes_sglangs_unfused_route_guarded(
     case: str, unguarded: str, allreduce: list[dict[str, Any]]
 ) -> None:
@@ -149,9 +169,14 @@ def test_mla_qk_rmsnorm_safe_column_slices_are_bit_exact(mla: dict[str, Any]) ->
     assert got["native"]["outcome"] == "ok"
 
 
-@pytest.mark.parametrize(("case", "unguarded"), [("zero_rows", "InvalidConfiguration"),
-                                                 ("short_k_weight", "MemoryAccessFault"),
-                                                 ("fp32_k_weight", "AssertionError")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "unguarded"),
+    [
+        ("zero_rows", "InvalidConfiguration"),
+        ("short_k_weight", "MemoryAccessFault"),
+        ("fp32_k_weight", "AssertionError"),
+    ],
+)
 def test_mla_qk_rmsnorm_hazard_fails_unguarded_and_is_native_guarded(
     case: str, unguarded: str, mla: dict[str, Any]
 ) -> None:
@@ -176,9 +201,14 @@ def test_triton_quant_safe_inputs_are_bit_exact(case: str, quant: dict[str, Any]
     assert same(got["guarded"], got["unguarded"])
 
 
-@pytest.mark.parametrize(("case", "reason"), [("fp8_short_weight", "hidden size"),
-                                              ("mxfp4_short_weight", "hidden size"),
-                                              ("mxfp4_residual_fewer_rows", "residual")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("fp8_short_weight", "hidden size"),
+        ("mxfp4_short_weight", "hidden size"),
+        ("mxfp4_residual_fewer_rows", "residual"),
+    ],
+)
 def test_triton_quant_read_past_unguarded_is_a_value_error_guarded(
     case: str, reason: str, quant: dict[str, Any]
 ) -> None:
@@ -186,6 +216,24 @@ def test_triton_quant_read_past_unguarded_is_a_value_error_guarded(
     assert got["unguarded"]["outcome"] == "MemoryAccessFault", got["unguarded"]
     assert got["guarded"]["outcome"] == "ValueError" and reason in got["guarded"]["detail"]
     assert got["guarded"]["kernels"] == []
+
+
+@pytest.mark.parametrize("case", ["fp8_fp32_residual", "mxfp4_fp32_residual"])
+def test_triton_quant_residual_of_another_dtype_gets_the_releases_result(case: str, quant: dict[str, Any]) -> None:
+    """The kernel reads res1 in its own dtype and adds in fp32 (``Rows(dtype=OWN)``): the release is right,
+    and the guarded call is the release's, bit for bit, through the kernel."""
+    got = quant[case]
+    assert got["unguarded"]["outcome"] == "ok", got["unguarded"]
+    assert same(got["guarded"], got["unguarded"]) and len(got["guarded"]["kernels"]) == 1
+
+
+@pytest.mark.parametrize("case", ["fp8_strided_weight", "mxfp4_strided_weight"])
+def test_triton_quant_strided_weight_is_read_as_its_contiguous_copy(case: str, quant: dict[str, Any]) -> None:
+    """The kernel reads the weight one element apart: unguarded it reads the wrong elements; guarded it gets
+    one contiguous copy, and the result is the release's with that copy."""
+    got = quant[case]
+    assert got["unguarded"]["outcome"] == "ok" and not same(got["unguarded"], got["contiguous"])
+    assert same(got["guarded"], got["contiguous"]) and len(got["guarded"]["kernels"]) == 1
 
 
 def test_triton_quant_mxfp4_transposed_input_is_read_as_its_contiguous_copy(quant: dict[str, Any]) -> None:
@@ -209,10 +257,15 @@ def test_diffusion_rmsnorm_safe_inputs_are_the_releases_bit_for_bit(case: str, d
     assert same(got["guarded"], got["unguarded"])
 
 
-@pytest.mark.parametrize(("case", "unguarded"), [("zero_rows", "InvalidConfiguration"),
-                                                 ("zero_rows_residual", "InvalidConfiguration"),
-                                                 ("short_weight", "MemoryAccessFault"),
-                                                 ("residual_fewer_rows", "MemoryAccessFault")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "unguarded"),
+    [
+        ("zero_rows", "InvalidConfiguration"),
+        ("zero_rows_residual", "InvalidConfiguration"),
+        ("short_weight", "MemoryAccessFault"),
+        ("residual_fewer_rows", "MemoryAccessFault"),
+    ],
+)
 def test_diffusion_rmsnorm_hazard_faults_unguarded_and_is_native_guarded(
     case: str, unguarded: str, diffusion: dict[str, Any]
 ) -> None:
@@ -260,8 +313,13 @@ def test_qwen3_fused_gate_excludes_rl_on_policy_target() -> None:
     names = {m.name for m in fused_methods(tree)}
     attention = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "Qwen3Attention")
     forward = function(attention, "forward")
-    gates = {t.id: n.value for n in ast.walk(forward) if isinstance(n, ast.Assign) for t in n.targets
-             if isinstance(t, ast.Name) and t.id in ("use_aiter_fused", "can_try_aiter_fused")}  # fmt: skip
+    gates = {
+        t.id: n.value
+        for n in ast.walk(forward)
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name) and t.id in ("use_aiter_fused", "can_try_aiter_fused")
+    }
     texts = {k: ast.unparse(v) for k, v in gates.items()}
     assert "rl_on_policy_target is None" in texts.get("can_try_aiter_fused", texts["use_aiter_fused"])
     for node in ast.walk(forward):
@@ -280,8 +338,12 @@ def test_qwen3_fused_kernel_gets_the_fresh_qkv_projection() -> None:
     and reaches the kernel as itself or a ``.view`` of it."""
     tree = qwen3()
     for method in fused_methods(tree):
-        assigned = [n for n in ast.walk(method) if isinstance(n, ast.Assign) and any(
-            isinstance(e, ast.Name) and e.id == "qkv" for t in n.targets for e in ast.walk(t))]  # fmt: skip
+        assigned = [
+            n
+            for n in ast.walk(method)
+            if isinstance(n, ast.Assign)
+            and any(isinstance(e, ast.Name) and e.id == "qkv" for t in n.targets for e in ast.walk(t))
+        ]
         assert [ast.unparse(n.value) for n in assigned] == ["self.qkv_proj(hidden_states)"]
         helper = [n for n in ast.walk(method) if isinstance(n, ast.Call) and ast.unparse(n.func) == SET_KV]
         for call in helper:  # 0.5.23: the module function gets qkv first, and never rebinds it
@@ -291,8 +353,79 @@ def test_qwen3_fused_kernel_gets_the_fresh_qkv_projection() -> None:
             assert "qkv.view(num_tokens, -1, head_dim)" in ast.unparse(fn)
 
 
-def test_the_guard_patches_nothing_in_qwen3() -> None:
-    from aiter_norm_guard.targets import TARGETS
+@pytest.fixture(scope="module")
+def qwen3_decode() -> dict[str, Any]:
+    out = run_script("fused_qwen3.py")
+    assert out["stubbed_norm_kernels"] == []
+    assert set(out["fused_method"]) <= {"forward_prepare_aiter_fused_mrope", "forward_prepare_aiter_fused"}
+    assert f"Qwen3Attention.{out['fused_method'][0]}" in out["guarded_entries"]
+    return out
 
-    fused_methods(qwen3())
-    assert not [t.name for t in TARGETS if t.module == "sglang.srt.models.qwen3"]
+
+QWEN3_FUSED = ("fused_qk_norm_mrope_3d_cache_pts_quant_shuffle", "fused_qk_norm_rope_cache_pts_quant_shuffle")
+QWEN3_CASES = (
+    "mrope_3d_cache",
+    "mrope_fp8_kv_scaled",
+    "rope_1d",
+    "head_dim_512",
+    "head_dim_512_mrope",
+    "fp32_norm_weights",
+    "zero_tokens",
+)
+
+
+def max_diff(a: dict[str, Any], b: dict[str, Any]) -> list[float]:
+    """Per tensor (q, K buffer, V buffer, layer output), the largest difference (fp8: raw bytes that differ)."""
+    import torch
+
+    out = []
+    for (shape_a, dtype, va), (shape_b, _, vb) in zip(a["values"], b["values"], strict=True):
+        assert shape_a == shape_b
+        ta, tb = torch.tensor(va), torch.tensor(vb)
+        out.append(float((ta != tb).sum()) if dtype.startswith("torch.float8") else float((ta - tb).abs().max()))
+    return out
+
+
+@pytest.mark.parametrize("case", QWEN3_CASES)
+def test_qwen3_guarded_decode_equals_the_unfused_route(case: str, qwen3_decode: dict[str, Any]) -> None:
+    """Guarded: q, the whole K and V buffers and the layer output are the release's unfused route's:
+    bit for bit where the guard took that route, within bf16 rounding where the fused kernel ran."""
+    got = qwen3_decode[case]
+    if not got["fused_gate"]:
+        pytest.skip(f"n/a: sglang {sglang_version()} does not send {case} to the fused kernel")
+    guarded, unfused = got["guarded"], got["unfused"]
+    if unfused["outcome"] != "ok":  # zero tokens: the release's own route raises, and so does the guarded call
+        assert (guarded["outcome"], guarded["detail"]) == (unfused["outcome"], unfused["detail"])
+        return
+    assert guarded["outcome"] == "ok", guarded
+    fused = [k for k in guarded["kernels"] if k in QWEN3_FUSED]
+    diffs = max_diff(guarded, unfused)
+    if fused:
+        assert len(fused) == 1 and max(diffs) <= 0.05, (fused, diffs)
+    else:
+        assert diffs == [0.0, 0.0, 0.0, 0.0], diffs
+
+
+@pytest.mark.parametrize(
+    "case", ["mrope_3d_cache", "mrope_fp8_kv_scaled", "head_dim_512", "head_dim_512_mrope", "fp32_norm_weights"]
+)
+def test_qwen3_hazard_is_wrong_or_raises_unguarded(case: str, qwen3_decode: dict[str, Any]) -> None:
+    """Unguarded, where the release sends the hazard to the fused kernel: an error, or q / KV / output off."""
+    got = qwen3_decode[case]
+    kernels = got["unguarded"]["kernels"]
+    if not any(k in QWEN3_FUSED for k in kernels):
+        pytest.skip(f"n/a: sglang {sglang_version()} keeps {case} off the fused kernel itself")
+    if case == "mrope_3d_cache" and V >= (0, 5, 23):
+        pytest.skip("n/a: 0.5.23 passes the cache as unsqueeze(1) itself")
+    if got["unguarded"]["outcome"] == "ok":
+        assert max(max_diff(got["unguarded"], got["unfused"])) > 0.5
+    else:
+        assert "AITER_CHECK" in got["unguarded"]["detail"]
+
+
+def test_qwen3_in_contract_decode_reaches_the_fused_kernel_once(qwen3_decode: dict[str, Any]) -> None:
+    got = qwen3_decode["mrope_3d_cache"]
+    assert got["fused_gate"]
+    assert got["guarded"]["kernels"] == ["fused_qk_norm_mrope_3d_cache_pts_quant_shuffle"]
+    if qwen3_decode["rope_1d"]["fused_gate"]:
+        assert qwen3_decode["rope_1d"]["guarded"]["kernels"] == ["fused_qk_norm_rope_cache_pts_quant_shuffle"]

@@ -29,8 +29,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiter_kernel_contracts.needs import ROWS_LAYOUT, WEIGHT_DTYPE, ZERO_ROWS
 from aiter_norm_guard.cli.cases import GEMMA, LAYER, RMS, make_module
+from aiter_norm_guard.kernels.needs import ROWS_LAYOUT, WEIGHT_DTYPE, ZERO_ROWS
 from conftest import REPO, original_entry, require_entry, sglang_version, upstream_checks
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
@@ -116,12 +116,17 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
     has_post = "post_residual_addition" in original.__code__.co_varnames
     norms = {(h, wdt, 1.0): make_module(layernorm, entry, h, wdt) for h in (1, 4, 8) for wdt in DTYPES}
     if entry == LAYER:  # weights of another length than hidden_size (the kernel reads hidden_size elements)
-        norms |= {(h, wdt, f): odd_length(make_module(layernorm, entry, h, wdt), entry, f)
-                  for h in (4, 8) for wdt in HALF for f in (0.5, 2.0)}  # fmt: skip
+        norms |= {
+            (h, wdt, f): odd_length(make_module(layernorm, entry, h, wdt), entry, f)
+            for h in (4, 8)
+            for wdt in HALF
+            for f in (0.5, 2.0)
+        }
     branches: Counter[str] = Counter()
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(st.data())
     def one(data: Any) -> None:
         hidden = data.draw(st.sampled_from([1, 4, 8]))
@@ -162,9 +167,14 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
             branches["release exit"] += 1
             return
         hidden = getattr(m, "hidden_size", weights[0].numel())
-        if ROWS_LAYOUT in done and x.dim() != 2 and any(t.shape != x.shape for t in extra) and all(
-            t.dim() and t.shape[-1] == x.shape[-1] and t.dtype == x.dtype for t in extra
-        ) and extra[0].numel() == x.numel() and not misread(x, [], weights, hidden):  # fmt: skip
+        if (
+            ROWS_LAYOUT in done
+            and x.dim() != 2
+            and any(t.shape != x.shape for t in extra)
+            and all(t.dim() and t.shape[-1] == x.shape[-1] and t.dtype == x.dtype for t in extra)
+            and extra[0].numel() == x.numel()
+            and not misread(x, [], weights, hidden)
+        ):
             # the release reshapes x, the residual and post to (-1, n) rows itself: the residual is x's rows,
             # a post's rows are or broadcast to them (else the release's own sum raises): its own result
             kernels.reset()
@@ -200,8 +210,10 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
             branches["native route"] += 1
             return
         residual_given = len(args) > 1 and args[1] is not None
-        rows = [a if a is None or (i == 2 and not residual_given) else a.contiguous().view(-1, a.shape[-1])
-                for i, a in enumerate(args)]  # fmt: skip
+        rows = [
+            a if a is None or (i == 2 and not residual_given) else a.contiguous().view(-1, a.shape[-1])
+            for i, a in enumerate(args)
+        ]
         try:
             canonical = original(m, *rows)
         except RuntimeError as exc:  # the kernel's own refusal (fp32 on aiter <= v0.1.17's HIP kernel)
@@ -214,8 +226,9 @@ def test_fuzz_every_input_meets_its_oracle(entry: str, build: str, layernorm: An
         got = m(*args)
         for call in kernels.calls:
             assert not any(unsafe(call.name, t) for t in call.tensors.values()), (call.name, x.shape, x.stride())
-        same(got, tuple(c.view(x.shape) for c in canonical) if isinstance(canonical, tuple)
-             else canonical.view(x.shape))  # fmt: skip
+        same(
+            got, tuple(c.view(x.shape) for c in canonical) if isinstance(canonical, tuple) else canonical.view(x.shape)
+        )
         branches["kernel route"] += 1
 
     try:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import torch
 
-from aiter_kernel_contracts.needs import ROWS_LAYOUT, WEIGHT_DTYPE, WEIGHT_STRIDE, X_LAYOUT, X_RESHAPED, ZERO_ROWS
 from aiter_norm_guard.cli.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, CaseInputs, make_module
 from aiter_norm_guard.cli.selftest import tolerance
-from aiter_norm_guard_emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
-from aiter_norm_guard_emulation.counting import CopyCounter
+from aiter_norm_guard.emulation import AiterKernelDouble, InvalidConfiguration, MemoryAccessFault
+from aiter_norm_guard.emulation.counting import CopyCounter
+from aiter_norm_guard.kernels.needs import ROWS_LAYOUT, WEIGHT_DTYPE, WEIGHT_STRIDE, X_LAYOUT, X_RESHAPED, ZERO_ROWS
 from conftest import entry_fn, original_entry, require_entry, sglang_version, upstream_checks
 
 TOKENS = 256
@@ -172,7 +172,7 @@ def test_release_without_an_aiter_entry_warns_once_and_raises_nothing(layernorm:
 
     code = """
 import logging; logging.basicConfig(level=logging.INFO)
-from aiter_norm_guard_emulation import EmulatedRocm
+from aiter_norm_guard.emulation import EmulatedRocm
 EmulatedRocm().activate()
 import aiter_norm_guard
 import sglang.srt.layers.layernorm as ln
@@ -188,14 +188,23 @@ print([(t["name"], t["patched"]) for t in aiter_norm_guard.status()["targets"]])
 
 @pytest.mark.parametrize(
     ("x_shape", "res_shape"),
-    [((16, 128), (1, 16, 128)), ((4, 4, 128), (16, 128)), ((16, 128), (8, 128)), ((2, 8, 128), (2, 8, 128)),
-     ((16, 128), (16, 1, 128))],
-)  # fmt: skip
+    [
+        ((16, 128), (1, 16, 128)),
+        ((4, 4, 128), (16, 128)),
+        ((16, 128), (8, 128)),
+        ((2, 8, 128), (2, 8, 128)),
+        ((16, 128), (16, 1, 128)),
+    ],
+)
 @pytest.mark.parametrize("entry", [RMS, GEMMA])
 def test_residual_shape_semantics_are_natives(
-    x_shape: tuple[int, ...], res_shape: tuple[int, ...], entry: str, layernorm: Any, kernels: AiterKernelDouble,
+    x_shape: tuple[int, ...],
+    res_shape: tuple[int, ...],
+    entry: str,
+    layernorm: Any,
+    kernels: AiterKernelDouble,
     guarded: None,
-) -> None:  # fmt: skip
+) -> None:
     """A residual of another shape than x: native broadcasts or raises, and so does the guarded call —
     the kernel would index it with x's rows.  Native's exceptions reach the caller unchanged.  Where
     native would broadcast x to more rows ((16, H) with (16, 1, H): (16, 16, H)), a clear error
@@ -203,8 +212,13 @@ def test_residual_shape_semantics_are_natives(
     require_entry(entry)
     norm = make_module(layernorm, entry, 128, DTYPE)
     x, res = torch.randn(x_shape, dtype=DTYPE), torch.randn(res_shape, dtype=DTYPE)
-    if ROWS_LAYOUT in upstream_checks(layernorm, entry, with_rows=True) and x.dim() != 2 and \
-            res.shape != x.shape and res.numel() == x.numel() and res.shape[-1] == x.shape[-1]:  # fmt: skip
+    if (
+        ROWS_LAYOUT in upstream_checks(layernorm, entry, with_rows=True)
+        and x.dim() != 2
+        and res.shape != x.shape
+        and res.numel() == x.numel()
+        and res.shape[-1] == x.shape[-1]
+    ):
         # the release reshapes x and the residual to (-1, n) rows itself (0.5.19+): its own result, untouched
         kernels.reset()
         got = norm(x, res)
@@ -286,8 +300,12 @@ def test_pad_path_gives_the_originals_result_shape_included(
     strides, so the guard only checks the weight's length there)."""
     norm = _pad_module(layernorm, kernels)
     base = torch.randn(6, 4, 192, dtype=DTYPE)
-    x = {"2d": base[0, :, :96].contiguous(), "transposed": torch.randn(96, 4, dtype=DTYPE).t(),
-         "3d": base[:, :, :96].contiguous(), "3d_strided": base[:, :, :96]}[layout]  # fmt: skip
+    x = {
+        "2d": base[0, :, :96].contiguous(),
+        "transposed": torch.randn(96, 4, dtype=DTYPE).t(),
+        "3d": base[:, :, :96].contiguous(),
+        "3d_strided": base[:, :, :96],
+    }[layout]
     args = (x, torch.randn(x.shape, dtype=DTYPE)) if with_residual else (x,)
     original = original_entry(layernorm, RMS)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import sys
 import types
@@ -10,10 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from aiter_norm_guard.patching import guard as guard_module
-from aiter_norm_guard.patching import hooks
-from aiter_norm_guard_emulation import AiterKernelDouble, MemoryAccessFault
-from conftest import make_norm, original_forward
+from aiter_norm_guard.emulation import AiterKernelDouble, MemoryAccessFault
+from aiter_norm_guard.guard import guard as guard_module
+from aiter_norm_guard.install import hooks
+from conftest import make_norm, original_forward, run_python
 
 DT = torch.bfloat16
 
@@ -85,7 +87,7 @@ def test_own_failures_take_the_fallback_never_the_kernel_and_log_once_per_distin
     """A failure of the guard's own code on a call its fast path did not pass takes the entry's fallback
     (forward_native): the unchecked call never reaches the kernel (here it would fault)."""
     from aiter_norm_guard import _log
-    from aiter_norm_guard.patching.interventions import snapshot
+    from aiter_norm_guard.guard.interventions import snapshot
 
     def broken(*a: Any, **k: Any) -> Any:
         raise RuntimeError("layout logic exploded")
@@ -136,6 +138,75 @@ def test_a_failing_hook_does_not_fail_the_import(caplog: pytest.LogCaptureFixtur
             import victim_module_for_hooks  # type: ignore[import-not-found]
         assert victim_module_for_hooks.VALUE == 42
         assert any("post-import hook for victim_module_for_hooks failed" in r.getMessage() for r in caplog.records)
+        # the failing hook re-armed itself: a reload and a fresh import fire it again, and neither fails
+        (tmp_path / "victim_module_for_hooks.py").write_text("VALUE = 4300\n")  # another size: no stale .pyc
+        assert importlib.reload(victim_module_for_hooks).VALUE == 4300
+        sys.modules.pop("victim_module_for_hooks")
+        assert importlib.import_module("victim_module_for_hooks").VALUE == 4300
+        fails = [r for r in caplog.records if "post-import hook for victim_module_for_hooks failed" in r.getMessage()]
+        assert len(fails) == 1  # logged once, not once per execution
+        assert hooks.state()["armed"].count("victim_module_for_hooks") == 1
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("victim_module_for_hooks", None)
+
+
+HOOK_FIRES = """
+import importlib, json, sys
+sys.path.insert(0, DIR)
+from wrapt import importer
+from aiter_norm_guard.install import hooks
+seen = []
+import victim_early  # imported before its hook: the hook runs at once, then after each execution
+hooks.when_imported("victim_early", lambda m: seen.append(("early", id(m))))
+hooks.when_imported("victim_late", lambda m: seen.append(("late", id(m))))
+import victim_late
+importlib.reload(victim_early); importlib.reload(victim_late)
+sys.modules.pop("victim_early"); sys.modules.pop("victim_late")
+import victim_early, victim_late
+print(json.dumps({"early": sum(s[0] == "early" for s in seen), "late": sum(s[0] == "late" for s in seen),
+                  "filed": {n: len(importer._post_import_hooks.get(n, ())) for n in ("victim_early", "victim_late")},
+                  "state": hooks.state(), "meta_path": [type(f).__name__ for f in sys.meta_path]}))
+"""
+
+
+def test_one_hook_mechanism_fires_on_import_reload_and_fresh_import(tmp_path: Any) -> None:
+    """wrapt's hooks fire once by themselves; ours re-arm through wrapt's registry, and nothing else hooks."""
+    for name in ("victim_early", "victim_late"):
+        (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    proc = run_python(HOOK_FIRES.replace("DIR", repr(str(tmp_path))))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["early"] == 3 and result["late"] == 3  # (now or import), reload, fresh import
+    assert result["filed"] == {"victim_early": 1, "victim_late": 1}  # armed again, once each
+    every = hooks.EVERY_EXECUTION
+    assert {n: result["state"]["watched"][n] for n in ("victim_early", "victim_late")} == dict.fromkeys(
+        ("victim_early", "victim_late"), every
+    )
+    assert set(result["state"]["watched"].values()) == {every}  # the guard's own modules (importing it installs)
+    assert result["state"]["mechanism"].startswith("wrapt ") and "armed" in result["state"]
+    assert result["meta_path"].count("ImportHookFinder") == 1 and "ReloadFinder" not in result["meta_path"]
+
+
+def test_a_wrapt_without_its_registry_fires_on_the_first_import_only(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-arming reads wrapt's private registry; a wrapt without it degrades to wrapt's own once, and says so."""
+    from wrapt import importer
+
+    monkeypatch.setattr(hooks, "_registry", lambda importer: None)  # as a wrapt that renamed it would read
+    (tmp_path / "victim_no_registry.py").write_text("VALUE = 1\n")
+    sys.path.insert(0, str(tmp_path))
+    seen: list[int] = []
+    try:
+        hooks.when_imported("victim_no_registry", lambda m: seen.append(id(m)))
+        import victim_no_registry  # type: ignore[import-not-found]
+
+        importlib.reload(victim_no_registry)
+        assert len(seen) == 1
+        assert hooks.WATCHED["victim_no_registry"] == hooks.FIRST_IMPORT
+        assert hooks.fires_on(importer) == hooks.FIRST_IMPORT
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("victim_no_registry", None)
+        hooks.WATCHED.pop("victim_no_registry", None)

@@ -32,6 +32,10 @@ def test_wheel_venv_is_made_by_the_base_venvs_own_interpreter() -> None:
         import subprocess
         import sys
 
-        base = subprocess.run([str(repo / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
-                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        base = subprocess.run(
+            [str(repo / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert base == str(sys.version_info[:2])

@@ -45,8 +45,10 @@ def test_unguarded_release_misreads(case: str, results: dict[str, Any]) -> None:
 
 def test_zero_rows_fail_unguarded_and_give_the_functions_empty_results_guarded(results: dict[str, Any]) -> None:
     assert results["zero_rows"]["unguarded"]["outcome"] == "InvalidConfiguration"
-    assert results["zero_rows"]["guarded"] == {"outcome": "ok", "result": [[[0, 64], "torch.float8_e4m3fnuz", 0.0],
-                                                                         [[0, 1], "torch.float32", 0.0]]}  # fmt: skip
+    assert results["zero_rows"]["guarded"] == {
+        "outcome": "ok",
+        "result": [[[0, 64], "torch.float8_e4m3fnuz", 0.0], [[0, 1], "torch.float32", 0.0]],
+    }
     assert results["zero_rows_residual"]["unguarded"]["outcome"] == "InvalidConfiguration"
     guarded = results["zero_rows_residual"]["guarded"]["result"]
     assert guarded[0] == [[[0, 64], "torch.float8_e4m3fnuz", 0.0], [[0, 1], "torch.float32", 0.0]]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from aiter_kernel_contracts import norm, quant
-from aiter_kernel_contracts.needs import (
+from aiter_norm_guard.emulation import EmulatedRocm, on_host
+from aiter_norm_guard.guard import layout
+from aiter_norm_guard.guard.layout import as_rows, exit_of, is_row_strided, plan, refusal
+from aiter_norm_guard.kernels import norm, quant
+from aiter_norm_guard.kernels.needs import (
     HOST,
     ROWS_LAYOUT,
     WEIGHT_DTYPE,
@@ -16,9 +19,6 @@ from aiter_kernel_contracts.needs import (
     ZERO_ROWS,
     needs,
 )
-from aiter_norm_guard.contracts import layout
-from aiter_norm_guard.contracts.layout import as_rows, exit_of, is_row_strided, plan, refusal
-from aiter_norm_guard_emulation import EmulatedRocm, on_host
 
 BF = torch.bfloat16
 HIP = needs(*norm.RMSNORM2D)._replace(device=False)  # these tests run on host memory without the emulation

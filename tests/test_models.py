@@ -23,8 +23,11 @@ pytestmark = pytest.mark.skipif(sglang_version() != "0.5.10", reason="n/a: the m
 
 
 def run_models(guard: str) -> dict[str, Any]:
-    proc = run_python(f"import runpy; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')",
-                      env={"AITER_NORM_GUARD": guard}, timeout=600)  # fmt: skip
+    proc = run_python(
+        f"import runpy; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')",
+        env={"AITER_NORM_GUARD": guard},
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -38,8 +41,11 @@ def test_nothing_that_is_a_norm_was_stubbed(results: dict[str, dict[str, Any]]) 
     for run in results.values():
         assert run["stubbed_norm_kernels"] == [] and run["stub_calls_after_freeze"] == []
     assert results["unguarded"]["guarded"] == []
-    assert results["guarded"]["guarded"] == ["GemmaRMSNorm.forward_hip", "GroupCoordinator.fused_allreduce_rmsnorm",
-                                            "RMSNorm.forward_aiter"]  # fmt: skip
+    assert results["guarded"]["guarded"] == [
+        "GemmaRMSNorm.forward_hip",
+        "GroupCoordinator.fused_allreduce_rmsnorm",
+        "RMSNorm.forward_aiter",
+    ]
 
 
 @pytest.mark.parametrize(

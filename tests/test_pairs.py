@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import torch
 
-from aiter_norm_guard.patching.guard import make_guarded
+from aiter_norm_guard.emulation import AiterKernelDouble, MemoryAccessFault, on_host
+from aiter_norm_guard.emulation.fused import FusedDouble
+from aiter_norm_guard.guard.fallbacks import qk_rmsnorm_native
+from aiter_norm_guard.guard.guard import Guard
 from aiter_norm_guard.targets.attention import MLA_QK_RMSNORM
-from aiter_norm_guard.targets.fallbacks import qk_rmsnorm_native
 from aiter_norm_guard.targets.fused_quant import TRITON_QUANT
-from aiter_norm_guard_emulation import AiterKernelDouble, MemoryAccessFault, on_host
-from aiter_norm_guard_emulation.fused import FusedDouble
 from conftest import outcome
 
 BF = torch.bfloat16
@@ -30,7 +30,7 @@ def qk(kernels: AiterKernelDouble) -> tuple[Any, Any]:
     def fused_qk_rmsnorm_bf16(q: Any, q_weight: Any, q_eps: float, k: Any, k_weight: Any, k_eps: float) -> Any:
         return double.fused_qk_rmsnorm(q, q_weight, q_eps, k, k_weight, k_eps)
 
-    return fused_qk_rmsnorm_bf16, make_guarded(fused_qk_rmsnorm_bf16, MLA_QK_RMSNORM)
+    return fused_qk_rmsnorm_bf16, Guard(fused_qk_rmsnorm_bf16, MLA_QK_RMSNORM).build()
 
 
 def _qk_args(rows: int = 4) -> list[Any]:
@@ -64,8 +64,14 @@ def test_mla_q_of_another_rank_at_the_hip_routes_row_count_goes_to_the_native_no
     kernels.compute = True
     g = torch.Generator().manual_seed(1)
     q = torch.randn(16384, 2, 24, generator=g).to(BF)  # rank 3: the HIP kernel reads n = 2, m = numel / 2
-    args = [q, torch.ones(24, dtype=BF), 1e-6, torch.randn(16384, 32, generator=g).to(BF), torch.ones(32, dtype=BF),
-            1e-6]  # fmt: skip
+    args = [
+        q,
+        torch.ones(24, dtype=BF),
+        1e-6,
+        torch.randn(16384, 32, generator=g).to(BF),
+        torch.ones(32, dtype=BF),
+        1e-6,
+    ]
     assert outcome(unguarded, *args) is MemoryAccessFault
     kernels.reset()
     q_out, k_out = guarded(*args)
@@ -80,19 +86,33 @@ def test_mla_q_of_another_rank_at_the_hip_routes_row_count_goes_to_the_native_no
 def test_triton_quant_a_host_tensor_anywhere_is_a_clear_error(where: str, kernels: AiterKernelDouble) -> None:
     double = FusedDouble(kernels)
 
-    def fused_rms_fp8_group_quant(inp1: Any, inp1_weight: Any, inp1_epsilon: float, inp2: Any = None,
-                                  inp2_weight: Any = None, inp2_epsilon: Any = None, group_size: int = 128,
-                                  dtype_quant: Any = None, res1: Any = None, output_unquantized_inp1: bool = False,
-                                  transpose_scale: bool = False) -> Any:  # fmt: skip
-        return double.fused_rms_fp8_group_quant(inp1, inp1_weight, inp1_epsilon, inp2, inp2_weight, inp2_epsilon,
-                                                group_size, res1=res1)  # fmt: skip
+    def fused_rms_fp8_group_quant(
+        inp1: Any,
+        inp1_weight: Any,
+        inp1_epsilon: float,
+        inp2: Any = None,
+        inp2_weight: Any = None,
+        inp2_epsilon: Any = None,
+        group_size: int = 128,
+        dtype_quant: Any = None,
+        res1: Any = None,
+        output_unquantized_inp1: bool = False,
+        transpose_scale: bool = False,
+    ) -> Any:
+        return double.fused_rms_fp8_group_quant(
+            inp1, inp1_weight, inp1_epsilon, inp2, inp2_weight, inp2_epsilon, group_size, res1=res1
+        )
 
     target = next(t for t in TRITON_QUANT if t.attribute == "fused_rms_fp8_group_quant")
-    guarded = make_guarded(fused_rms_fp8_group_quant, target)
+    guarded = Guard(fused_rms_fp8_group_quant, target).build()
     g = torch.Generator().manual_seed(2)
-    kw = {"inp1": torch.randn(4, 64, generator=g).to(BF), "inp1_weight": torch.ones(64, dtype=BF),
-          "inp2": torch.randn(4, 32, generator=g).to(BF), "inp2_weight": torch.ones(32, dtype=BF),
-          "res1": torch.randn(4, 64, generator=g).to(BF)}  # fmt: skip
+    kw = {
+        "inp1": torch.randn(4, 64, generator=g).to(BF),
+        "inp1_weight": torch.ones(64, dtype=BF),
+        "inp2": torch.randn(4, 32, generator=g).to(BF),
+        "inp2_weight": torch.ones(32, dtype=BF),
+        "res1": torch.randn(4, 64, generator=g).to(BF),
+    }
     kw[where] = on_host(kw[where].clone())
     args = (kw["inp1"], kw["inp1_weight"], 1e-6, kw["inp2"], kw["inp2_weight"], 1e-6, 128, None, kw["res1"])
     assert outcome(fused_rms_fp8_group_quant, *args) is MemoryAccessFault

@@ -13,12 +13,14 @@ import pytest
 import torch
 
 import aiter_norm_guard
-from aiter_norm_guard.patching.guard import guard_of, original_of
-from aiter_norm_guard.patching.patcher import Patcher
-from aiter_norm_guard.targets import BY_NAME as TARGETS
+from aiter_norm_guard.guard.guard import guard_of, original_of
+from aiter_norm_guard.install.patcher import Patcher
+from aiter_norm_guard.targets import TARGETS as ALL_TARGETS
 from aiter_norm_guard.targets import Feed
 from aiter_norm_guard.targets.layernorm import LAYERNORM, RMSNORM
 from conftest import guarded_entries, make_norm, original_forward, run_python
+
+TARGETS = {t.name: t for t in ALL_TARGETS}
 
 Q = "torch.randn(64, 6144, dtype=torch.bfloat16)[:, :4096].view(64, 32, 128)"
 
@@ -71,11 +73,9 @@ def tracer(fn: Any) -> Any:
     return traced
 
 
-def test_a_third_party_wrapper_over_the_guard_survives_uninstall(
-    rmsnorm: Any, kernels: Any, guarded: None
-) -> None:
+def test_a_third_party_wrapper_over_the_guard_survives_uninstall(rmsnorm: Any, kernels: Any, guarded: None) -> None:
     """functools.wraps copies the guard's attributes: identity, not attributes, says what is ours."""
-    from aiter_norm_guard_emulation import MemoryAccessFault
+    from aiter_norm_guard.emulation import MemoryAccessFault
 
     ours = rmsnorm.__dict__["forward_aiter"]
     rmsnorm.forward_aiter = traced = tracer(ours)
@@ -104,7 +104,7 @@ def test_a_third_party_wrapper_over_the_guard_survives_uninstall(
 def test_reload_of_layernorm_is_guarded_again_and_status_tells_the_truth(layernorm: Any) -> None:
     code = """
 import importlib, json, torch
-from aiter_norm_guard_emulation import EmulatedRocm, MemoryAccessFault
+from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault
 EmulatedRocm().activate()
 import aiter_norm_guard
 import sglang.srt.layers.layernorm as ln
@@ -123,12 +123,11 @@ print(json.dumps({"same": bool(torch.equal(m(q), m.forward_native(q))),
     assert result["same"] and "RMSNorm.forward_aiter" in result["patched"]
 
 
-def test_late_import_protects_modules_built_before_the_guard(layernorm: Any) -> None:
+def test_late_install_protects_modules_built_before_the_guard(layernorm: Any) -> None:
     code = """
 import json, sys, torch
-from aiter_norm_guard_emulation import EmulatedRocm, MemoryAccessFault
+from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault  # imports the package (switched off here)
 EmulatedRocm().activate()
-assert "aiter_norm_guard" not in sys.modules
 import sglang.srt.layers.layernorm as ln
 early = ln.RMSNorm(128).to(torch.bfloat16)
 q = Q
@@ -139,20 +138,25 @@ def outcome(m):
         return "fault"
 before = outcome(early)
 import aiter_norm_guard
+aiter_norm_guard.install(force=True)  # the switch is off in this process: an explicit, late install
 rms = [t for t in aiter_norm_guard.status()["targets"] if t["name"] == "RMSNorm.forward_aiter"][0]
 print(json.dumps({"before": before, "after": outcome(early), "new": outcome(ln.RMSNorm(128).to(torch.bfloat16)),
                   "rebound": rms["instances_rebound"]}))
 """.replace("Q", Q)
-    proc = run_python(code)
+    proc = run_python(code, env={"AITER_NORM_GUARD": "0"})
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"before": "fault", "after": "ok", "new": "ok",
-                                                                 "rebound": 1}  # fmt: skip
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
+        "before": "fault",
+        "after": "ok",
+        "new": "ok",
+        "rebound": 1,
+    }
 
 
 ENV_CODE = """
 import json, logging
 logging.basicConfig(level=logging.WARNING)
-from aiter_norm_guard_emulation import EmulatedRocm
+from aiter_norm_guard.emulation import EmulatedRocm
 EmulatedRocm().activate()
 import aiter_norm_guard
 import sglang.srt.layers.layernorm as ln
@@ -192,9 +196,7 @@ def test_missing_and_unbuildable_targets_raise_nothing_and_say_why(caplog: pytes
     sys.modules[mod.__name__] = mod
     try:
         renamed = RMSNORM._replace(name="renamed", module=mod.__name__, attribute="RMSNorm.forward_aiter_v2")
-        unbuildable = RMSNORM._replace(
-            name="unbuildable", module=mod.__name__, feed=Feed(x="hidden"), aiter_calls=()
-        )
+        unbuildable = RMSNORM._replace(name="unbuildable", module=mod.__name__, feed=Feed(x="hidden"), aiter_calls=())
         patcher = Patcher((renamed, unbuildable._replace(aiter_calls=("rms_norm",))))
         with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
             patcher.install()
@@ -209,18 +211,44 @@ def test_missing_and_unbuildable_targets_raise_nothing_and_say_why(caplog: pytes
         del sys.modules[mod.__name__]
 
 
-def test_without_wrapt_status_says_so(rmsnorm: Any) -> None:
-    code = """
-import json, sys
+NO_WRAPT = """
+import importlib, json, sys, torch
 sys.modules["wrapt"] = None  # wrapt made unimportable
+from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault  # imports the package (switched off here)
+EmulatedRocm().activate()
 import aiter_norm_guard
-st = aiter_norm_guard.status()
-print(json.dumps({"installed": st["installed"], "error": st["error"]}))
-"""
-    proc = run_python(code)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["error"] and "wrapt" in result["error"]
+q = Q
+def outcome(m):
+    try:
+        torch.testing.assert_close(m(q), m.forward_native(q)); return "ok"
+    except MemoryAccessFault:
+        return "fault"
+def seen(st):
+    rms = [t for t in st["targets"] if t["name"] == "RMSNorm.forward_aiter"][0]
+    return {"error": st["error"], "patched": rms["patched"], "hooks": st["hooks"]["mechanism"]}
+out = {"install": seen(aiter_norm_guard.install(force=True))}  # sglang's layernorm not imported yet
+import sglang.srt.layers.layernorm as ln
+out["import"] = {**seen(aiter_norm_guard.status()), "call": outcome(ln.RMSNorm(128).to(torch.bfloat16))}
+out["again"] = {**seen(aiter_norm_guard.install(force=True)), "call": outcome(ln.RMSNorm(128).to(torch.bfloat16))}
+importlib.reload(ln)
+out["reload"] = {**seen(aiter_norm_guard.status()), "call": outcome(ln.RMSNorm(128).to(torch.bfloat16))}
+print(json.dumps(out))
+""".replace("Q", Q)
+
+
+def test_without_wrapt_status_says_exactly_what_is_guarded(rmsnorm: Any) -> None:
+    """No wrapt, no import hook: install() patches what is imported when it runs, nothing later, and
+    status() says so (it used to say "stay unguarded" while a second hook patched them anyway)."""
+    proc = run_python(NO_WRAPT, env={"AITER_NORM_GUARD": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(v["hooks"] is None and v["error"].startswith("wrapt is not importable (") for v in out.values())
+    assert "only the sglang modules already imported when it runs (at the last call: none)" in out["install"]["error"]
+    assert "a module imported or reloaded after that stays unguarded" in out["install"]["error"]
+    assert out["import"] == {**out["install"], "patched": False, "call": "fault"}  # imported later: unguarded
+    assert out["again"]["patched"] and out["again"]["call"] == "ok"  # imported when install() runs: patched
+    assert f"at the last call: {LAYERNORM}" in out["again"]["error"]
+    assert out["reload"] == {**out["again"], "patched": False, "call": "fault"}  # reloaded later: unguarded
 
 
 def test_entries_without_their_aiter_branch_are_left_alone(layernorm: Any, guarded: None) -> None:
@@ -241,7 +269,7 @@ def test_reinstall_after_uninstall_wraps_the_same_original(rmsnorm: Any, guarded
 
 NARROWER = """
 import functools, json, torch
-from aiter_norm_guard_emulation import EmulatedRocm
+from aiter_norm_guard.emulation import EmulatedRocm
 EmulatedRocm().activate()
 import sglang.srt.layers.layernorm as ln
 orig = ln.RMSNorm.forward_aiter
@@ -308,8 +336,8 @@ def test_a_plain_replacement_over_the_guard_is_reported_and_the_guard_comes_back
 
 
 def test_install_uninstall_cycles_build_one_guard_per_target(rmsnorm: Any, guarded: None) -> None:
-    from aiter_norm_guard.patching import registry
-    from aiter_norm_guard.patching.patcher import PATCHER
+    from aiter_norm_guard.guard import registry
+    from aiter_norm_guard.install.patcher import PATCHER
 
     before = (len(registry._GUARDS), len(PATCHER._records))
     fn = rmsnorm.__dict__["forward_aiter"]
@@ -320,8 +348,9 @@ def test_install_uninstall_cycles_build_one_guard_per_target(rmsnorm: Any, guard
     assert rmsnorm.__dict__["forward_aiter"] is fn
 
 
-def test_row_strided_setting_reaches_guards_already_built(rmsnorm: Any, guarded: None,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_row_strided_setting_reaches_guards_already_built(
+    rmsnorm: Any, guarded: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AITER_NORM_GUARD_ROW_STRIDED", "1")
     assert aiter_norm_guard.install(force=True)["row_strided"] is True
     assert guard_of(rmsnorm.__dict__["forward_aiter"]).allow_row_stride is True
@@ -332,7 +361,7 @@ def test_row_strided_setting_reaches_guards_already_built(rmsnorm: Any, guarded:
 
 RELOAD_CYCLE = """
 import importlib, json, torch
-from aiter_norm_guard_emulation import EmulatedRocm, MemoryAccessFault
+from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault
 EmulatedRocm().activate()
 import aiter_norm_guard
 import sglang.srt.layers.layernorm as ln
@@ -379,7 +408,7 @@ def test_install_after_uninstall_wraps_what_someone_wrapped_the_original_with(
 
 FRESH_IMPORT = """
 import json, sys, torch
-from aiter_norm_guard_emulation import EmulatedRocm
+from aiter_norm_guard.emulation import EmulatedRocm
 EmulatedRocm().activate()
 import aiter_norm_guard
 import sglang.srt.layers.layernorm as first
@@ -394,7 +423,7 @@ print(json.dumps({"new module": ln is not old, "patched": rms["patched"],
 
 
 def test_a_watched_module_imported_afresh_is_guarded_again(rmsnorm: Any) -> None:
-    """Popped from sys.modules and imported again: wrapt's hooks fired once already; the reload hook acts."""
+    """Popped from sys.modules and imported again: wrapt's hook fired on the first import and filed itself again."""
     proc = run_python(FRESH_IMPORT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"new module": True, "patched": True, "guarded": True}

@@ -100,3 +100,79 @@ def test_status_says_how_to_read_the_interventions() -> None:
     assert proc.returncode == 0 and "interventions: none in this process" in proc.stdout
     assert "aiter_norm_guard_interventions_total" in proc.stdout
     assert strict_json(cli("status", "--json").stdout)["interventions"] == []
+
+
+# -- isolation: one child imports sglang once and runs the cases in order; a crash ends only its case ----------
+ISOLATED = """
+import json
+from aiter_norm_guard.cli import selftest
+selftest.WORKER = {prelude!r} + selftest.WORKER
+report = selftest.run(tokens=16, emulated=True, isolate=True, cases={cases!r}, jobs={jobs})
+rows = [[c["case"], c["unguarded"], c["guarded"], c["unguarded_detail"]] for c in report["cases"]]
+print(json.dumps({{"isolation": report["isolation"], "passed": report["passed"], "rows": rows}}))
+"""
+#: in the child: die (as a memory fault aborts a ROCm process) when one of ``DIE`` is built
+DIES = """
+import os
+from aiter_norm_guard.cli import selftest as _s
+_build = _s._build
+def _dying(ln, case, *a):
+    if case.name in {die!r}:
+        os._exit(139)
+    return _build(ln, case, *a)
+_s._build = _dying
+"""
+#: in the child: every fault leaves the device unusable (as a sticky CUDA / HIP error does)
+POISONED = """
+from aiter_norm_guard.cli import selftest as _s
+_s._device_usable = lambda emulated: False
+"""
+
+
+def isolated(cases: list[str], prelude: str = "", jobs: int = 1) -> dict[str, Any]:
+    proc = run_python(ISOLATED.format(prelude=prelude, cases=cases, jobs=jobs), env={"AITER_NORM_GUARD": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return strict_json(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_one_child_runs_every_isolated_case() -> None:
+    got = isolated(["qkv_q_view", "zero_rows", "dtype_mismatch", "safe_2d"])
+    assert got["isolation"] == {"children": 1, "jobs": 1} and got["passed"] is True
+    assert [r[:3] for r in got["rows"]] == [
+        ["qkv_q_view", "fault", "ok"],
+        ["zero_rows", "fault", "ok"],
+        ["dtype_mismatch", "wrong", "ok"],
+        ["safe_2d", "ok", "ok"],
+    ]
+    assert got["rows"][0][3].startswith("MemoryAccessFault") and got["rows"][1][3].startswith("InvalidConfiguration")
+
+
+def test_a_child_that_dies_faults_that_case_and_a_fresh_child_runs_the_rest() -> None:
+    cases = ["qkv_q_view", "zero_rows", "dtype_mismatch", "safe_2d", "safe_2d_residual"]  # CASES' order
+    got = isolated(cases, DIES.format(die=["qkv_q_view", "dtype_mismatch"]))
+    rows = {r[0]: r for r in got["rows"]}
+    assert sorted(rows) == sorted(cases) and got["passed"] is True
+    for name in ("qkv_q_view", "dtype_mismatch"):  # the case the child died in: its fault, with the exit code
+        assert rows[name][1] == "fault" and rows[name][3].startswith("child exit 139"), rows[name]
+    assert rows["safe_2d"][1] == "ok" and rows["safe_2d_residual"][1] == "ok"  # not hidden by a crash before
+    assert rows["zero_rows"][1] == "fault" and rows["zero_rows"][3].startswith("InvalidConfiguration")
+    assert got["isolation"] == {"children": 3, "jobs": 1}  # one, and one after each death with cases left
+
+
+def test_a_poisoned_device_ends_the_child_after_its_case() -> None:
+    got = isolated(["qkv_q_view", "safe_2d", "zero_rows", "dtype_mismatch"], POISONED)  # run in CASES' order
+    assert [r[:2] for r in got["rows"]] == [
+        ["qkv_q_view", "fault"],
+        ["zero_rows", "fault"],
+        ["dtype_mismatch", "wrong"],
+        ["safe_2d", "ok"],
+    ]
+    assert got["rows"][0][3].startswith("MemoryAccessFault")  # the case's own error, reported before exiting
+    assert got["isolation"] == {"children": 3, "jobs": 1}
+
+
+def test_children_side_by_side_give_the_same_verdicts() -> None:
+    cases = ["qkv_q_view", "safe_2d", "dtype_mismatch", "zero_rows"]
+    one, two = isolated(cases), isolated(cases, DIES.format(die=["qkv_q_view"]), jobs=2)
+    assert [r[:2] for r in two["rows"]][1:] == [r[:2] for r in one["rows"]][1:]
+    assert two["rows"][0][3].startswith("child exit 139") and two["isolation"] == {"children": 3, "jobs": 2}

@@ -62,8 +62,9 @@ def test_restore_leaves_a_value_someone_else_set_since(monkeypatch: pytest.Monke
     assert os.environ[settings.ENABLE_VAR] == "0"
 
 
-def test_unknown_values_warn_once_naming_the_accepted_ones(caplog: pytest.LogCaptureFixture,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_unknown_values_warn_once_naming_the_accepted_ones(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from aiter_norm_guard import _log
 
     monkeypatch.setattr(_log, "_seen", set())

@@ -10,7 +10,7 @@ from typing import Any
 from aiter_norm_guard.targets import TARGETS, source_scan
 from conftest import sglang_version
 
-GEMMA_0_5_10 = '''
+GEMMA_0_5_10 = """
 class GemmaRMSNorm:
     def forward_hip(self, x, residual=None):
         if not _has_vllm_rms_norm:
@@ -24,9 +24,9 @@ class GemmaRMSNorm:
             out = torch.empty_like(x)
             rms_norm(out, x, w, self.variance_epsilon)
             return out
-'''
+"""
 
-GEMMA_0_5_16 = '''
+GEMMA_0_5_16 = """
 class GemmaRMSNorm:
     def forward_hip(self, x, residual=None):
         if _use_aiter and _has_rocm_triton_gemma_rms_norm:
@@ -36,7 +36,7 @@ class GemmaRMSNorm:
         else:
             x = x.contiguous()
             rms_norm(out, x, w, self.variance_epsilon)
-'''
+"""
 
 
 def report(src: str, attr: str = "GemmaRMSNorm.forward_hip") -> dict[str, Any]:
@@ -48,8 +48,11 @@ def test_the_aiter_branch_alone_is_read() -> None:
     assert old["present"] and old["aiter_branch"]
     new = report(GEMMA_0_5_16)
     assert new["present"] and not new["aiter_branch"]  # rms_norm only under `else` of `if _use_aiter`
-    assert report(GEMMA_0_5_10, "GemmaRMSNorm.forward_cuda") == {"present": False, "parameters": None,
-                                                                  "aiter_branch": False}  # fmt: skip
+    assert report(GEMMA_0_5_10, "GemmaRMSNorm.forward_cuda") == {
+        "present": False,
+        "parameters": None,
+        "aiter_branch": False,
+    }
 
 
 def test_installed_release_report_matches_what_the_patcher_did(layernorm: Any) -> None:
@@ -89,13 +92,15 @@ def test_every_entry_of_a_pinned_release_is_a_release_read_here(layernorm: Any) 
 
 
 def test_a_binding_is_present_where_the_module_binds_it_under_its_aiter_gate() -> None:
-    tree = ast.parse(textwrap.dedent("""
+    tree = ast.parse(
+        textwrap.dedent("""
         if _use_aiter:
             try:
                 from aiter.ops.x import fused_qk_rmsnorm as fused_qk_rmsnorm_bf16
             except ImportError:
                 def fused_qk_rmsnorm_bf16(q, w, e, k, kw, ke):
                     return q, k
-        """))
+        """)
+    )
     assert source_scan.entry_report(tree, "fused_qk_rmsnorm_bf16", (), binding=True)["present"] is True
     assert source_scan.entry_report(tree, "fused_rms_fp8_group_quant", (), binding=True)["present"] is False

@@ -170,20 +170,25 @@ def test_launcher_runs_the_command_guarded_and_passes_exit_status_and_signals(la
 
 def test_launcher_and_doctor_say_nothing_about_sglang_before_an_unrelated_command() -> None:
     env = {**helper_env(), "PYTHONPATH": ""}
-    proc = subprocess.run([*launcher(), "run", "--", sys.executable, "-c", "print('hi')"],
-                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [*launcher(), "run", "--", sys.executable, "-c", "print('hi')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "hi" and "sglang" not in proc.stderr
 
 
 PLUGIN_CODE = """
 import json, sys
-from aiter_norm_guard_emulation import EmulatedRocm
+from aiter_norm_guard.emulation import EmulatedRocm
 EmulatedRocm().activate()  # a ROCm host from the start, as on a real one (sglang caches is_hip())
 from sglang.srt.plugins import load_plugins
 load_plugins()
 guard = sys.modules.get("aiter_norm_guard")
 import sglang.srt.layers.layernorm as ln
-registry = sys.modules.get("aiter_norm_guard.patching.registry")
+registry = sys.modules.get("aiter_norm_guard.guard.registry")
 patched = guard is not None and registry.guard_of(ln.RMSNorm.forward_aiter) is not None
 print(json.dumps({"sources": guard.status()["sources"] if guard else [], "patched": patched}))
 """

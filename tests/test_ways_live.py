@@ -29,16 +29,33 @@ SITE = REPO / "tests" / "support" / "ways_site"
 STUB = "setproctitle,sgl_kernel,uvloop,uvicorn,fastapi,vllm,jsonschema,soundfile,xgrammar"
 #: packages the 0.5.23 overlay lacks and its import of the server needs, borrowed from 0.5.11's
 BORROW = ("openai", "jiter", "httpx", "httpcore", "sniffio", "partial_json_parser")
-CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
-          "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 1,
-          "vocab_size": 256, "max_position_embeddings": 128, "rms_norm_eps": 1e-6, "torch_dtype": "bfloat16",
-          "hidden_act": "silu", "tie_word_embeddings": False, "rope_theta": 10000.0}  # fmt: skip
-WAYS = {"0.5.10": ("launch_server", "bench_one_batch"), "0.5.11": ("launch_server", "Engine", "bench_one_batch"),
-        "0.5.23": ("launch_server", "benchmark.one_batch")}  # fmt: skip
+CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 1,
+    "vocab_size": 256,
+    "max_position_embeddings": 128,
+    "rms_norm_eps": 1e-6,
+    "torch_dtype": "bfloat16",
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "rope_theta": 10000.0,
+}
+WAYS = {
+    "0.5.10": ("launch_server", "bench_one_batch"),
+    "0.5.11": ("launch_server", "Engine", "bench_one_batch"),
+    "0.5.23": ("launch_server", "benchmark.one_batch"),
+}
 CASES = [(v, w, "plugin") for v, ways in WAYS.items() for w in ways]
 CASES += [("0.5.11", "launch_server", "off"), ("0.5.11", "bench_one_batch", "off")]
-CASES += [(v, w, "on") for v, w in (("0.5.10", "launch_server"), ("0.5.11", "bench_one_batch"),
-                                    ("0.5.23", "benchmark.one_batch"))]  # fmt: skip
+CASES += [
+    (v, w, "on")
+    for v, w in (("0.5.10", "launch_server"), ("0.5.11", "bench_one_batch"), ("0.5.23", "benchmark.one_batch"))
+]
 
 
 def _free_port() -> int:
@@ -59,8 +76,11 @@ def _command(way: str, model: Path) -> list[str]:
     if way == "launch_server":
         return ["-m", "sglang.launch_server", *base, "--port", str(_free_port()), "--skip-tokenizer-init"]
     if way == "Engine":
-        return ["-c", f"import sglang; sglang.Engine(model_path={str(model)!r}, load_format='dummy', device='cpu', "
-                f"skip_tokenizer_init=True, port={_free_port()})"]  # fmt: skip
+        return [
+            "-c",
+            f"import sglang; sglang.Engine(model_path={str(model)!r}, load_format='dummy', device='cpu', "
+            f"skip_tokenizer_init=True, port={_free_port()})",
+        ]
     module = "sglang.bench_one_batch" if way == "bench_one_batch" else "sglang.benchmark.one_batch"
     return ["-m", module, *base, "--batch-size", "1", "--input-len", "4", "--output-len", "2"]
 
@@ -88,17 +108,26 @@ def _env(release: str, mode: str, tmp: Path) -> dict[str, str]:
         )
         paths += [str(tmp / "site"), str(REPO)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_", "WAYS_"))}
-    env.update(PYTHONPATH=os.pathsep.join(paths), WAYS_STUB=STUB, WAYS_STUB_MODELS="xgrammar",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # fmt: skip
+    env.update(
+        PYTHONPATH=os.pathsep.join(paths),
+        WAYS_STUB=STUB,
+        WAYS_STUB_MODELS="xgrammar",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
     if mode != "plugin":
         env["AITER_NORM_GUARD"] = "1" if mode == "on" else "0"
     return env
 
 
 def _doctor(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-P", "-W", "ignore", "-m", "aiter_norm_guard", "doctor", "--json",
-                           "--as-rocm"],
-                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-P", "-W", "ignore", "-m", "aiter_norm_guard", "doctor", "--json", "--as-rocm"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -116,8 +145,14 @@ def test_doctor_matches_the_started_way(release: str, way: str, mode: str, tmp_p
     (model / "config.json").write_text(json.dumps(CONFIG))
     reports = tmp_path / "reports"
     reports.mkdir()
-    proc = subprocess.run([sys.executable, "-W", "ignore", *_command(way, model)], capture_output=True, text=True,
-                          env={**env, "WAYS_REPORT": str(reports)}, cwd=tmp_path, timeout=480)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", *_command(way, model)],
+        capture_output=True,
+        text=True,
+        env={**env, "WAYS_REPORT": str(reports)},
+        cwd=tmp_path,
+        timeout=480,
+    )
     seen = [json.loads(p.read_text()) for p in sorted(reports.glob("*.json"))]
     assert seen, f"no process reached the model build:\n{proc.stderr[-3000:]}"
     for r in seen:  # the model processes: guarded exactly where doctor says so

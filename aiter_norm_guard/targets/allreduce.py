@@ -8,8 +8,8 @@ reads shapes, dtypes, layout and device only: the same on every rank of the grou
 
 from __future__ import annotations
 
-from aiter_kernel_contracts.allreduce import AR_RMSNORM
-from aiter_norm_guard.targets import Feed, Target
+from aiter_norm_guard.kernels.allreduce import AR_RMSNORM
+from aiter_norm_guard.targets.declaration import Feed, Target
 
 PARALLEL_STATE = "sglang.srt.distributed.parallel_state"
 _FEED = Feed(x="input_", rows=("residual_inp_",), vectors=("weight_",), refit=False)
@@ -20,7 +20,7 @@ FUSED_ALLREDUCE_RMSNORM = Target(
     attribute="GroupCoordinator.fused_allreduce_rmsnorm",
     feed=_FEED,
     kernels=(AR_RMSNORM,),
-    fallback="aiter_norm_guard.targets.fallbacks:decline",
+    fallback="aiter_norm_guard.guard.fallbacks:decline",
     fallback_params=(),
     selected_by=(),
     aiter_calls=("custom_fused_ar_rms", "fused_ar_rms"),

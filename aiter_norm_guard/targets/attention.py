@@ -10,8 +10,8 @@ weights and epsilons.
 
 from __future__ import annotations
 
-from aiter_kernel_contracts.attention import FUSED_QK_RMSNORM
-from aiter_norm_guard.targets import Feed, Target
+from aiter_norm_guard.kernels.attention import FUSED_QK_RMSNORM
+from aiter_norm_guard.targets.declaration import Feed, Target
 
 _METHODS = "sglang.srt.models.deepseek_common.attention_forward_methods"
 
@@ -21,7 +21,7 @@ MLA_QK_RMSNORM = Target(
     attribute="fused_qk_rmsnorm_bf16",
     feed=Feed(x="q", pairs=(("q", "q_weight"), ("k", "k_weight"))),
     kernels=(FUSED_QK_RMSNORM,),
-    fallback="aiter_norm_guard.targets.fallbacks:qk_rmsnorm_native",
+    fallback="aiter_norm_guard.guard.fallbacks:qk_rmsnorm_native",
     fallback_params=(),
     selected_by=(),
     aiter_calls=("_aiter_fused_qk_rmsnorm_unified",),

@@ -55,63 +55,149 @@ class Way(NamedTuple):
 RUNNER = Site(("srt/model_executor/model_runner.py",), "ModelRunner.__init__")
 SCHED = "srt/managers/scheduler.py"
 SCHED_INIT = Site((SCHED,), "Scheduler.__init__")
-SCHEDULER = Process("scheduler (one per TP/PP rank; the DP controller starts the same)",
-                    (Site((SCHED,), "run_scheduler_process"), SCHED_INIT, RUNNER))  # fmt: skip
+SCHEDULER = Process(
+    "scheduler (one per TP/PP rank; the DP controller starts the same)",
+    (Site((SCHED,), "run_scheduler_process"), SCHED_INIT, RUNNER),
+)
 LAUNCH, SERVE = Site(("launch_server.py",), MAIN), Site(("cli/serve.py",), "serve")
 ENGINE = Site(("srt/entrypoints/engine.py",), "Engine.__init__")
 ONE_BATCH, ONE_BATCH_NEW = ("bench_one_batch.py", "benchmark/one_batch.py"), ("benchmark/one_batch.py",)
 ENCODER = ("srt/disaggregation/encode_server.py", "srt/disaggregation/encoder/server.py")
 MM = "multimodal_gen/runtime/"
-DIFFUSION = (Process("diffusion worker (one per GPU)",
-                     (Site((MM + "managers/worker_bootstrap.py",), "bootstrap_scheduler_process"),
-                      Site((MM + "managers/gpu_worker.py",), "run_scheduler_process"))),)  # fmt: skip
+DIFFUSION = (
+    Process(
+        "diffusion worker (one per GPU)",
+        (
+            Site((MM + "managers/worker_bootstrap.py",), "bootstrap_scheduler_process"),
+            Site((MM + "managers/gpu_worker.py",), "run_scheduler_process"),
+        ),
+    ),
+)
 
 
 def _one_batch(files: tuple[str, ...]) -> tuple[Process, ...]:
-    return tuple(Process(f"model worker `{fn}` (the benchmark process at TP 1, one child per rank above)",
-                         (Site(files, fn), Site(files, "load_model"), RUNNER))
-                 for fn in ("latency_test", "correctness_test"))  # fmt: skip
+    return tuple(
+        Process(
+            f"model worker `{fn}` (the benchmark process at TP 1, one child per rank above)",
+            (Site(files, fn), Site(files, "load_model"), RUNNER),
+        )
+        for fn in ("latency_test", "correctness_test")
+    )
 
 
 WAYS: tuple[Way, ...] = (
     Way("launch_server", "python -m sglang.launch_server", ("launch_server.py",), (SCHEDULER,), (LAUNCH,)),
     Way("serve", "sglang serve", ("cli/serve.py",), (SCHEDULER,), (SERVE,)),
     Way("Engine", "sglang.Engine(...) in your code", ("srt/entrypoints/engine.py",), (SCHEDULER,), (ENGINE,)),
-    Way("bench_offline_throughput", "python -m sglang.bench_offline_throughput", ("bench_offline_throughput.py",),
-        (SCHEDULER,), (ENGINE,)),
-    Way("benchmark.offline_throughput", "python -m sglang.benchmark.offline_throughput",
-        ("benchmark/offline_throughput.py",), (SCHEDULER,), (ENGINE,)),
-    Way("bench_one_batch_server", "python -m sglang.bench_one_batch_server", ("bench_one_batch_server.py",),
-        (SCHEDULER,)),
-    Way("benchmark.one_batch_server", "python -m sglang.benchmark.one_batch_server",
-        ("benchmark/one_batch_server.py",), (SCHEDULER,)),
+    Way(
+        "bench_offline_throughput",
+        "python -m sglang.bench_offline_throughput",
+        ("bench_offline_throughput.py",),
+        (SCHEDULER,),
+        (ENGINE,),
+    ),
+    Way(
+        "benchmark.offline_throughput",
+        "python -m sglang.benchmark.offline_throughput",
+        ("benchmark/offline_throughput.py",),
+        (SCHEDULER,),
+        (ENGINE,),
+    ),
+    Way(
+        "bench_one_batch_server",
+        "python -m sglang.bench_one_batch_server",
+        ("bench_one_batch_server.py",),
+        (SCHEDULER,),
+    ),
+    Way(
+        "benchmark.one_batch_server",
+        "python -m sglang.benchmark.one_batch_server",
+        ("benchmark/one_batch_server.py",),
+        (SCHEDULER,),
+    ),
     Way("compile_deep_gemm", "python -m sglang.compile_deep_gemm", ("compile_deep_gemm.py",), (SCHEDULER,)),
-    Way("bench_one_batch", "python -m sglang.bench_one_batch", ("bench_one_batch.py",), _one_batch(ONE_BATCH),
-        note="builds ModelRunner itself, without the scheduler"),
-    Way("benchmark.one_batch", "python -m sglang.benchmark.one_batch", ONE_BATCH_NEW, _one_batch(ONE_BATCH_NEW),
-        note="builds ModelRunner itself, without the scheduler"),
-    Way("use_ray", "--use-ray (RayEngine, Ray scheduler actors)", ("srt/ray/scheduler_actor.py",),
-        (Process("Ray scheduler actor (in Ray's worker processes)",
-                 (Site(("srt/ray/scheduler_actor.py",), "SchedulerActor.__init__"), SCHED_INIT, RUNNER),
-                 inherits=False),), (ENGINE,),
-        note="Ray's workers get the environment of whoever started the Ray cluster"),
-    Way("encoder_only", "--encoder-only (EPD encoder server; rank 0 runs in the launching process)", ENCODER,
-        (Process("encoder TP ranks >= 1", (Site(ENCODER, "launch_encoder"), Site(ENCODER, "MMEncoder.__init__"))),
-         Process("encoder DP workers", (Site(("srt/disaggregation/encoder/runtime.py",), "launch_dp_worker"),
-                                        Site(ENCODER, "MMEncoder.__init__")), optional=True)), (LAUNCH, SERVE)),
-    Way("serve (diffusion model)", "sglang serve --model-path <diffusion model>", ("cli/serve.py",), DIFFUSION,
-        (SERVE,), "diffusion", (MM + "launch_server.py",)),
-    Way("generate (diffusion model)", "sglang generate", ("cli/generate.py",), DIFFUSION,
-        (Site(("cli/generate.py",), "generate"),), "diffusion", (MM + "launch_server.py",)),
-    Way("multimodal_gen.launch_server", "python -m sglang.multimodal_gen.runtime.launch_server",
-        (MM + "launch_server.py",), DIFFUSION, (Site((MM + "launch_server.py",), MAIN),), "diffusion"),
-)  # fmt: skip
+    Way(
+        "bench_one_batch",
+        "python -m sglang.bench_one_batch",
+        ("bench_one_batch.py",),
+        _one_batch(ONE_BATCH),
+        note="builds ModelRunner itself, without the scheduler",
+    ),
+    Way(
+        "benchmark.one_batch",
+        "python -m sglang.benchmark.one_batch",
+        ONE_BATCH_NEW,
+        _one_batch(ONE_BATCH_NEW),
+        note="builds ModelRunner itself, without the scheduler",
+    ),
+    Way(
+        "use_ray",
+        "--use-ray (RayEngine, Ray scheduler actors)",
+        ("srt/ray/scheduler_actor.py",),
+        (
+            Process(
+                "Ray scheduler actor (in Ray's worker processes)",
+                (Site(("srt/ray/scheduler_actor.py",), "SchedulerActor.__init__"), SCHED_INIT, RUNNER),
+                inherits=False,
+            ),
+        ),
+        (ENGINE,),
+        note="Ray's workers get the environment of whoever started the Ray cluster",
+    ),
+    Way(
+        "encoder_only",
+        "--encoder-only (EPD encoder server; rank 0 runs in the launching process)",
+        ENCODER,
+        (
+            Process("encoder TP ranks >= 1", (Site(ENCODER, "launch_encoder"), Site(ENCODER, "MMEncoder.__init__"))),
+            Process(
+                "encoder DP workers",
+                (
+                    Site(("srt/disaggregation/encoder/runtime.py",), "launch_dp_worker"),
+                    Site(ENCODER, "MMEncoder.__init__"),
+                ),
+                optional=True,
+            ),
+        ),
+        (LAUNCH, SERVE),
+    ),
+    Way(
+        "serve (diffusion model)",
+        "sglang serve --model-path <diffusion model>",
+        ("cli/serve.py",),
+        DIFFUSION,
+        (SERVE,),
+        "diffusion",
+        (MM + "launch_server.py",),
+    ),
+    Way(
+        "generate (diffusion model)",
+        "sglang generate",
+        ("cli/generate.py",),
+        DIFFUSION,
+        (Site(("cli/generate.py",), "generate"),),
+        "diffusion",
+        (MM + "launch_server.py",),
+    ),
+    Way(
+        "multimodal_gen.launch_server",
+        "python -m sglang.multimodal_gen.runtime.launch_server",
+        (MM + "launch_server.py",),
+        DIFFUSION,
+        (Site((MM + "launch_server.py",), MAIN),),
+        "diffusion",
+    ),
+)
 
 
 def _is_main_block(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
-    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
-            and test.left.id == "__name__")  # fmt: skip
+    return (
+        isinstance(node, ast.If)
+        and isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+    )
 
 
 def find(body: list[ast.stmt], parts: list[str]) -> ast.AST | None:
@@ -155,8 +241,13 @@ def loader_modules(tree: ast.AST) -> list[str]:
 
 
 def _constants(tree: ast.Module) -> dict[str, Any]:
-    return {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
-            for t in n.targets if isinstance(t, ast.Name)}  # fmt: skip
+    return {
+        t.id: n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
 
 
 class _Sources:
@@ -208,10 +299,19 @@ class _Sources:
                 continue
             lines = direct_calls(node) if site.function != MAIN else [ln for b in blocks for ln in direct_calls(b)]
             groups = [g for g in (self.group(m) for m in loader_modules(tree)) if g] if lines else []
-            return {"where": f"{rel}:{site.function}", "calls": bool(groups), "lines": lines if groups else [],
-                    "groups": groups}  # fmt: skip
-        return {"where": f"{'|'.join(site.files)}:{site.function}", "calls": None, "lines": [], "groups": [],
-                "error": errors[0] if errors else "not found"}  # fmt: skip
+            return {
+                "where": f"{rel}:{site.function}",
+                "calls": bool(groups),
+                "lines": lines if groups else [],
+                "groups": groups,
+            }
+        return {
+            "where": f"{'|'.join(site.files)}:{site.function}",
+            "calls": None,
+            "lines": [],
+            "groups": [],
+            "error": errors[0] if errors else "not found",
+        }
 
     def sites(self, sites: tuple[Site, ...]) -> dict[str, Any]:
         """Any of ``sites`` calling ``load_plugins()``: loads (None: none found), the groups, the evidence."""
@@ -227,12 +327,22 @@ def plugin_system(root: Path) -> dict[str, Any]:
     """sglang's srt plugin loader: present?, the entry-point group it runs, the filter variable it reads."""
     tree = _Sources(root).tree(PLUGINS_FILE)
     if isinstance(tree, str):
-        return {"present": False, "group": None, "reads_SGLANG_PLUGINS": False,
-                **({} if tree == "absent" else {"error": tree})}  # fmt: skip
-    names = {n.value if isinstance(n, ast.Constant) else n.attr for n in ast.walk(tree)
-             if isinstance(n, ast.Attribute) or (isinstance(n, ast.Constant) and isinstance(n.value, str))}  # fmt: skip
-    return {"present": find(tree.body, ["load_plugins"]) is not None, "reads_SGLANG_PLUGINS": "SGLANG_PLUGINS" in names,
-            "group": _constants(tree).get("GENERAL_PLUGINS_GROUP")}  # fmt: skip
+        return {
+            "present": False,
+            "group": None,
+            "reads_SGLANG_PLUGINS": False,
+            **({} if tree == "absent" else {"error": tree}),
+        }
+    names = {
+        n.value if isinstance(n, ast.Constant) else n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) or (isinstance(n, ast.Constant) and isinstance(n.value, str))
+    }
+    return {
+        "present": find(tree.body, ["load_plugins"]) is not None,
+        "reads_SGLANG_PLUGINS": "SGLANG_PLUGINS" in names,
+        "group": _constants(tree).get("GENERAL_PLUGINS_GROUP"),
+    }
 
 
 def scan(root: Path, ways: tuple[Way, ...] = WAYS) -> list[dict[str, Any]]:
@@ -250,6 +360,15 @@ def scan(root: Path, ways: tuple[Way, ...] = WAYS) -> list[dict[str, Any]]:
         flags = [p["loads_plugins"] for p in procs]
         loads = False if False in flags else (None if None in flags or not flags else True)
         launcher = src.sites(way.launcher) if way.launcher else {"loads_plugins": False, "groups": [], "evidence": []}
-        out.append({"name": way.name, "command": way.command, "runtime": way.runtime, "loads_plugins": loads,
-                    "processes": procs, "launcher": launcher, "note": way.note})  # fmt: skip
+        out.append(
+            {
+                "name": way.name,
+                "command": way.command,
+                "runtime": way.runtime,
+                "loads_plugins": loads,
+                "processes": procs,
+                "launcher": launcher,
+                "note": way.note,
+            }
+        )
     return out

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aiter_kernel_contracts import quant
-from aiter_norm_guard.targets import Feed, Route, Target
+from aiter_norm_guard.kernels import quant
+from aiter_norm_guard.targets.declaration import Feed, Route, Target
 
 COMMUNICATOR_QUANT = Target(
     name="communicator._fused_rmsnorm_fp8_per_token_quant",
@@ -11,7 +11,7 @@ COMMUNICATOR_QUANT = Target(
     attribute="_fused_rmsnorm_fp8_per_token_quant",
     feed=Feed(x="hidden_states", rows=("residual",), vectors=("weight",), keep_rank=True),
     kernels=(quant.HIP_RMSNORM_QUANT, quant.HIP_ADD_RMSNORM_QUANT),
-    fallback="aiter_norm_guard.targets.fallbacks:fp8_per_token_quant",
+    fallback="aiter_norm_guard.guard.fallbacks:fp8_per_token_quant",
     fallback_params=(),
     selected_by=("_use_aiter",),
     aiter_calls=("_aiter_rmsnorm_quant", "_aiter_add_rmsnorm_quant"),
@@ -41,7 +41,7 @@ def _triton_quant(short: str, module: str, attribute: str, kernel: object, first
         attribute=attribute,
         feed=Feed(x=first, rows=("res1",), pairs=((first, f"{first}_weight"), (second, f"{second}_weight"))),
         kernels=(kernel,),  # type: ignore[arg-type]
-        fallback="aiter_norm_guard.targets.fallbacks:quant_refusal",
+        fallback="aiter_norm_guard.guard.fallbacks:quant_refusal",
         fallback_params=(),
         selected_by=(),
         aiter_calls=(),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aiter_kernel_contracts import norm
-from aiter_norm_guard.targets import Feed, Route, Target
+from aiter_norm_guard.kernels import norm
+from aiter_norm_guard.targets.declaration import Feed, Route, Target
 
 LAYERNORM = "sglang.srt.layers.layernorm"
 _NATIVE_ARGS = ("x", "residual", "post_residual_addition")
@@ -36,8 +36,12 @@ LAYER_NORM = Target(
     name="LayerNorm.forward_hip",
     module=LAYERNORM,
     attribute="LayerNorm.forward_hip",
-    feed=Feed(vectors=("self.weight", "self.bias"), hidden="hidden_size", kernel_dtypes=("bfloat16", "float16"),
-              dtype_attr="dtype"),
+    feed=Feed(
+        vectors=("self.weight", "self.bias"),
+        hidden="hidden_size",
+        kernel_dtypes=("bfloat16", "float16"),
+        dtype_attr="dtype",
+    ),
     kernels=(norm.CK_LAYERNORM,),
     fallback="self.forward_native",
     fallback_params=("x",),

@@ -67,8 +67,10 @@ def calls(fn: ast.AST, names: tuple[str, ...]) -> bool:
     an aiter object it holds (``ca_comm.custom_fused_ar_rms``)."""
     return any(
         isinstance(n, ast.Call)
-        and ((isinstance(n.func, ast.Name) and n.func.id in names)
-             or (isinstance(n.func, ast.Attribute) and n.func.attr in names))
+        and (
+            (isinstance(n.func, ast.Name) and n.func.id in names)
+            or (isinstance(n.func, ast.Attribute) and n.func.attr in names)
+        )
         for n in ast.walk(fn)
     )
 
@@ -85,8 +87,12 @@ def binds(tree: ast.Module, name: str) -> bool:
     while todo:
         node = todo.pop()
         if isinstance(node, (ast.If, ast.Try)):
-            todo += [*node.body, *node.orelse, *getattr(node, "finalbody", []),
-                     *(s for h in getattr(node, "handlers", []) for s in h.body)]  # fmt: skip
+            todo += [
+                *node.body,
+                *node.orelse,
+                *getattr(node, "finalbody", []),
+                *(s for h in getattr(node, "handlers", []) for s in h.body),
+            ]
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             if any((a.asname or a.name) == name for a in node.names):
                 return True

@@ -26,7 +26,7 @@ def fused(mode: str, name: str) -> None:
 
     import sglang.srt.distributed.parallel_state as ps
 
-    from aiter_norm_guard.patching.guard import Guard
+    from aiter_norm_guard.guard.guard import Guard
     from aiter_norm_guard.targets.attention import MLA_QK_RMSNORM
     from aiter_triton import TritonCustomAllreduce, fused_qk_rmsnorm
 

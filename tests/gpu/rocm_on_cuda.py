@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from aiter_norm_guard_emulation.rocm import _aiter_modules
+from aiter_norm_guard.emulation.rocm import _aiter_modules
 from aiter_triton import TritonAiter
 
 SUPPORT = Path(__file__).resolve().parent.parent / "support"
@@ -35,8 +35,9 @@ class _Props:
         return getattr(self._real, name)
 
 
-def load(quant: bool = False) -> tuple[types.ModuleType, types.ModuleType | None]:
-    """sglang's layernorm module (and the module with the fp8 quant), on their aiter branches."""
+def load(quant: bool = False, modules: tuple[str, ...] = ()) -> tuple[types.ModuleType, types.ModuleType | None]:
+    """sglang's layernorm module (and the module with the fp8 quant), on their aiter branches; ``modules``
+    are imported under the same flags (with the non-norm stubs)."""
     torch.cuda.init()
     count = torch.cuda.device_count()
     torch.cuda.device_count = lambda: count  # type: ignore[assignment]
@@ -50,13 +51,15 @@ def load(quant: bool = False) -> tuple[types.ModuleType, types.ModuleType | None
     try:
         import sglang.srt.layers.layernorm as ln
 
-        if quant:
+        if quant or modules:
             sys.path.insert(0, str(SUPPORT))
             import stubs
 
             stubs.install()
             stubs.platform_shims()
-            for name in ("sglang.srt.layers.communicator", "sglang.srt.layers.layer_boundary.residual.add_norm"):
+            for name in ("sglang.srt.layers.communicator", "sglang.srt.layers.layer_boundary.residual.add_norm")[
+                : 2 if quant else 0
+            ]:
                 try:
                     spec = importlib.util.find_spec(name)
                 except ModuleNotFoundError:  # a release without that package
@@ -64,6 +67,8 @@ def load(quant: bool = False) -> tuple[types.ModuleType, types.ModuleType | None
                 if spec and spec.origin and "def _fused_rmsnorm_fp8_per_token_quant" in Path(spec.origin).read_text():
                     quant_module = importlib.import_module(name)
                     break
+            for name in modules:
+                importlib.import_module(name)
             stubs.freeze()
     finally:
         torch.version.hip, torch.version.cuda = saved[0], saved[1]  # type: ignore[misc]

@@ -8,6 +8,7 @@ Skipped without a GPU.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,11 +26,11 @@ if not torch.cuda.is_available():
 from rocm_on_cuda import load  # noqa: E402
 
 import aiter_norm_guard  # noqa: E402  (installs the guard before sglang imports)
-from aiter_kernel_contracts.needs import X_LAYOUT, ZERO_ROWS  # noqa: E402
 from aiter_norm_guard.cli.cases import BY_NAME, CASES, GEMMA, LAYER, RMS, make_module  # noqa: E402
 from aiter_norm_guard.cli.selftest import tolerance  # noqa: E402
-from aiter_norm_guard.patching.guard import original_of  # noqa: E402
-from aiter_norm_guard.patching.locate import source_node, upstream  # noqa: E402
+from aiter_norm_guard.guard.guard import original_of  # noqa: E402
+from aiter_norm_guard.install.locate import source_node, upstream  # noqa: E402
+from aiter_norm_guard.kernels.needs import X_LAYOUT, ZERO_ROWS  # noqa: E402
 from aiter_norm_guard.targets.layernorm import RMSNORM  # noqa: E402
 from cuda_graphs import capture  # noqa: E402
 
@@ -71,8 +72,11 @@ def test_guarded_matches_forward_native_on_device(name: str) -> None:
 
 
 def probe(mode: str, *cases: str, sanitizer: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path]),
-           "AITER_NORM_GUARD": "1" if mode == "guarded" else "0"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path]),
+        "AITER_NORM_GUARD": "1" if mode == "guarded" else "0",
+    }
     cmd = [sys.executable, str(HERE / "probe.py"), mode, *cases]
     if sanitizer:
         cmd = ["compute-sanitizer", "--tool", "memcheck", "--print-limit", "3", *cmd]
@@ -80,9 +84,13 @@ def probe(mode: str, *cases: str, sanitizer: bool = False) -> subprocess.Complet
 
 
 FAULTS = {  # case: (entry, what the release must do itself to handle it); each fails unguarded where it does not
-    "qkv_q_view": (RMS, X_LAYOUT), "contiguous_3d": (RMS, X_LAYOUT), "zero_rows": (RMS, ZERO_ROWS),
-    "gemma_zero_rows": (GEMMA, None), "gemma_contiguous_3d": (GEMMA, None), "layernorm_zero_rows": (LAYER, None),
-}  # fmt: skip
+    "qkv_q_view": (RMS, X_LAYOUT),
+    "contiguous_3d": (RMS, X_LAYOUT),
+    "zero_rows": (RMS, ZERO_ROWS),
+    "gemma_zero_rows": (GEMMA, None),
+    "gemma_contiguous_3d": (GEMMA, None),
+    "layernorm_zero_rows": (LAYER, None),
+}
 
 
 def test_guarded_child_runs_every_fault_case_right() -> None:
@@ -107,8 +115,11 @@ def test_unguarded_child_dies_or_fails_where_the_release_lacks_the_check(name: s
 @pytest.mark.skipif(shutil.which("compute-sanitizer") is None, reason="compute-sanitizer not installed")
 def test_memcheck_finds_out_of_bounds_reads_unguarded_and_none_guarded() -> None:
     done = upstream_checks()
-    cases = [c for c in ("qkv_q_view", "contiguous_3d", "gemma_contiguous_3d")
-             if FAULTS[c][0] in GUARDED and FAULTS[c][1] not in done]  # fmt: skip
+    cases = [
+        c
+        for c in ("qkv_q_view", "contiguous_3d", "gemma_contiguous_3d")
+        if FAULTS[c][0] in GUARDED and FAULTS[c][1] not in done
+    ]
     if not cases:
         pytest.skip(f"n/a: sglang {RELEASE} reads these layouts right itself (the fused paths' memcheck still runs)")
     summaries = {}
@@ -213,3 +224,83 @@ def test_fused_paths_on_device_guarded_never_read_past_and_unguarded_do() -> Non
     print(f"\nmemcheck fused paths {FUSED}: {summaries}")
     assert "ERROR SUMMARY: 0 errors" in summaries["guarded"], summaries
     assert " 0 errors" not in summaries["unguarded"], summaries
+
+
+def qwen3_child(mode: str, sanitizer: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path]), "AITER_NORM_GUARD": "1"}
+    cmd = [sys.executable, str(HERE / "qwen3_decode.py"), mode]
+    if sanitizer:
+        cmd = ["compute-sanitizer", "--tool", "memcheck", "--print-limit", "3", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_qwen3_fused_decode_on_device_guarded_equals_the_unfused_route() -> None:
+    """Qwen3's fused qk-norm + RoPE + KV write through the release's own forward and KV pool on CUDA, the kernel
+    a Triton double that reads the cache through its strides (aiter since #4531): unguarded, a 3-D cache
+    (<= 0.5.22) and fp32 norm weights come out wrong; guarded, q, K, V and the output equal the unfused route
+    (within bf16 rounding where the fused kernel runs), with memcheck clean."""
+    runs = {}
+    for mode in ("unguarded", "guarded"):
+        proc = qwen3_child(mode)
+        if "no fused" in proc.stdout:
+            pytest.skip(proc.stdout)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\nqwen3 decode on device, sglang {RELEASE}: {json.dumps(runs)}")
+    if not runs["guarded"]["mrope_3d_cache"]["fused_gate"]:
+        pytest.skip(f"n/a: sglang {RELEASE} has no Qwen3 fused decode")
+    for case, got in runs["guarded"].items():
+        if case != "interventions" and got["fused_gate"]:
+            assert max(got["max_diff"].values()) <= 0.05, (case, got)
+    assert max(runs["unguarded"]["fp32_norm_weights"]["max_diff"].values()) > 0.5
+    if tuple(int(p) for p in RELEASE.split(".")[:3]) < (0, 5, 23):  # 0.5.23 passes unsqueeze(1) itself
+        assert runs["unguarded"]["mrope_3d_cache"]["max_diff"]["k_cache"] > 0.5
+    if shutil.which("compute-sanitizer"):
+        proc = qwen3_child("guarded", sanitizer=True)
+        summary = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR SUMMARY" in ln]
+        print(f"memcheck qwen3 guarded: {summary[-1:]}")
+        assert summary and "ERROR SUMMARY: 0 errors" in summary[-1], summary
+
+
+COUNTED_CASES = ("qkv_q_view", "contiguous_3d", "noncontiguous_2d", "dtype_mismatch", "gemma_contiguous_3d")
+
+
+@pytest.mark.parametrize("how", ["eager", "compiled"])
+def test_cuda_graph_capture_counts_the_guards_change_as_captured(how: str) -> None:
+    """A call the guard changes, captured in a CUDA graph (eager, or torch.compile'd then captured as sglang's
+    --enable-torch-compile does) and replayed: status()["interventions"] counts it with mode "captured" (once
+    per capture: a replay runs no Python), and the warm-up calls with their own mode."""
+    from aiter_norm_guard.guard import interventions
+
+    picked = None
+    for name in COUNTED_CASES:  # the first case this release leaves to the guard
+        case = BY_NAME[name]
+        if case.entry not in GUARDED:
+            continue
+        inp = case.build(64, BF, CUDA, torch.Generator().manual_seed(0))
+        m = make_module(LN, case.entry, inp.hidden, BF, inp.weight_dtype, CUDA)
+        args = [a for a in inp.args() if a is not None]
+        interventions.reset()
+        m(*args)
+        if interventions.snapshot():
+            picked = (name, case, m, args)
+            break
+    if picked is None:
+        pytest.skip(f"n/a: sglang {RELEASE} does itself what the guard would change in {COUNTED_CASES}")
+    name, case, m, args = picked
+    torch._dynamo.reset()
+    fn = torch.compile(lambda *a: m(*a), backend="eager", fullgraph=True) if how == "compiled" else m
+    interventions.reset()
+    replay, out = capture(lambda: fn(*args))  # two warm-up calls on a side stream, then the capture
+    for _ in range(5):
+        replay()
+    torch.cuda.synchronize()
+    close(out, m.forward_native(*args), tolerance(case))
+    by_mode: dict[str, int] = {}
+    for c in interventions.snapshot():
+        by_mode[c["mode"]] = by_mode.get(c["mode"], 0) + c["count"]
+    print(f"\n{name} ({how}) captured and replayed 5 times, sglang {RELEASE}: {interventions.snapshot()}")
+    warm = "compiled" if how == "compiled" else "eager"
+    assert by_mode.get("captured", 0) >= 1, by_mode
+    assert set(by_mode) == {warm, "captured"} and by_mode[warm] >= 2, by_mode  # the replays add nothing
+    assert by_mode["captured"] == by_mode[warm] // 2, by_mode  # one capture, two warm-ups: per call

@@ -65,7 +65,7 @@ def run_rank(rank: int, port: int) -> dict[str, Any]:
     from sglang.srt.distributed import get_tp_group
     from sglang.srt.layers import layernorm as ln
 
-    from aiter_norm_guard_emulation.fused import CustomAllreduceDouble
+    from aiter_norm_guard.emulation.fused import CustomAllreduceDouble
 
     assert ln._use_aiter, "sglang did not take its aiter route"
     tp = get_tp_group()
@@ -108,8 +108,9 @@ def main() -> None:
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=rank_main, args=(r, port, os.environ.get("AITER_NORM_GUARD", ""), queue))
-             for r in (0, 1)]  # fmt: skip
+    procs = [
+        ctx.Process(target=rank_main, args=(r, port, os.environ.get("AITER_NORM_GUARD", ""), queue)) for r in (0, 1)
+    ]
     for p in procs:
         p.start()
     got = dict(queue.get(timeout=400) for _ in procs)

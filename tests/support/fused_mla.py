@@ -28,8 +28,15 @@ import sglang_setup
 DT = torch.bfloat16
 METHODS = "sglang.srt.models.deepseek_common.attention_forward_methods"
 Q_LORA, KV_LORA, ROPE, T = 48, 32, 16, 5
-YARN = {"rope_type": "deepseek_yarn", "factor": 1.0, "original_max_position_embeddings": 256, "beta_fast": 32,
-        "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}  # what DeepSeek configs carry; sglang's CPU rope needs it
+YARN = {
+    "rope_type": "deepseek_yarn",
+    "factor": 1.0,
+    "original_max_position_embeddings": 256,
+    "beta_fast": 32,
+    "beta_slow": 1,
+    "mscale": 1.0,
+    "mscale_all_dim": 1.0,
+}  # what DeepSeek configs carry; sglang's CPU rope needs it
 
 
 class Stop(Exception):
@@ -40,13 +47,34 @@ def build() -> tuple[Any, Any, Any]:
     from sglang.srt.models.deepseek_v2 import DeepseekV2AttentionMLA
     from transformers import PretrainedConfig
 
-    cfg = PretrainedConfig(hidden_size=64, num_attention_heads=2, qk_nope_head_dim=16, qk_rope_head_dim=ROPE,
-                           v_head_dim=16, q_lora_rank=Q_LORA, kv_lora_rank=KV_LORA, rms_norm_eps=1e-6,
-                           max_position_embeddings=256, architectures=["DeepseekV2ForCausalLM"],
-                           num_hidden_layers=1, vocab_size=128, torch_dtype="bfloat16")  # fmt: skip
-    attn = DeepseekV2AttentionMLA(cfg, hidden_size=64, num_heads=2, qk_nope_head_dim=16, qk_rope_head_dim=ROPE,
-                                  v_head_dim=16, q_lora_rank=Q_LORA, kv_lora_rank=KV_LORA, layer_id=0,
-                                  rope_scaling=YARN, max_position_embeddings=256)  # fmt: skip
+    cfg = PretrainedConfig(
+        hidden_size=64,
+        num_attention_heads=2,
+        qk_nope_head_dim=16,
+        qk_rope_head_dim=ROPE,
+        v_head_dim=16,
+        q_lora_rank=Q_LORA,
+        kv_lora_rank=KV_LORA,
+        rms_norm_eps=1e-6,
+        max_position_embeddings=256,
+        architectures=["DeepseekV2ForCausalLM"],
+        num_hidden_layers=1,
+        vocab_size=128,
+        torch_dtype="bfloat16",
+    )
+    attn = DeepseekV2AttentionMLA(
+        cfg,
+        hidden_size=64,
+        num_heads=2,
+        qk_nope_head_dim=16,
+        qk_rope_head_dim=ROPE,
+        v_head_dim=16,
+        q_lora_rank=Q_LORA,
+        kv_lora_rank=KV_LORA,
+        layer_id=0,
+        rope_scaling=YARN,
+        max_position_embeddings=256,
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for norm in (attn.q_a_layernorm, attn.kv_a_layernorm):
@@ -104,8 +132,11 @@ def main() -> None:
         "short_k_weight": (latent, w_kv[: KV_LORA // 2].clone()),
         "fp32_k_weight": (latent, w_kv.float()),
     }
-    out: dict[str, Any] = {"module": module.__name__, "method": prepare.__qualname__,
-                           "bound": getattr(module.fused_qk_rmsnorm_bf16, "__module__", "?")}  # fmt: skip
+    out: dict[str, Any] = {
+        "module": module.__name__,
+        "method": prepare.__qualname__,
+        "bound": getattr(module.fused_qk_rmsnorm_bf16, "__module__", "?"),
+    }
     norms = (attn.q_a_layernorm, attn.kv_a_layernorm)
     for name, (lat, w) in cases.items():
         attn.kv_a_layernorm.weight = torch.nn.Parameter(w, requires_grad=False)

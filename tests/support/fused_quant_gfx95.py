@@ -36,9 +36,12 @@ def callers() -> tuple[str, dict[str, Any]]:
         def via(fmt: str) -> Any:
             def call(norm: Any, hs: torch.Tensor, res: torch.Tensor | None) -> Any:
                 comm = types.SimpleNamespace(
-                    input_layernorm=norm, _sp_variant=None, _context=None, qkv_latent_func=None,
+                    input_layernorm=norm,
+                    _sp_variant=None,
+                    _context=None,
+                    qkv_latent_func=None,
                     _communicate_simple_fn=lambda hidden_states, **_: hidden_states,
-                )  # fmt: skip
+                )
                 return communicator.LayerCommunicator.prepare_attn(comm, hs, res, None, quant_format=fmt)
 
             return call
@@ -78,12 +81,17 @@ def main() -> None:
         "mxfp4_short_weight": ("mxfp4", hs, res, w[: H // 2].clone()),
         "mxfp4_transposed": ("mxfp4", wide.t(), res, w),
         "mxfp4_residual_fewer_rows": ("mxfp4", hs, res[: T // 2].clone(), w),
+        "fp8_fp32_residual": ("fp8", hs, res.float(), w),  # Qwen2 / Qwen3 under rl_on_policy_target
+        "mxfp4_fp32_residual": ("mxfp4", hs, res.float(), w),
+        "fp8_strided_weight": ("fp8", hs, res, torch.stack([w, -w], 1).flatten()[::2]),
+        "mxfp4_strided_weight": ("mxfp4", hs, res, torch.stack([w, -w], 1).flatten()[::2]),
     }
     out: dict[str, Any] = {"caller": where}
     for name, (kind, x, r, weight) in cases.items():
-        norm.weight = torch.nn.Parameter(weight, requires_grad=False)
         got: dict[str, Any] = {}
         for mode, args in (("unguarded", (x, r)), ("guarded", (x, r)), ("contiguous", (x.contiguous(), r))):
+            w_mode = weight.contiguous() if mode == "contiguous" else weight
+            norm.weight = torch.nn.Parameter(w_mode, requires_grad=False)
             sglang_setup.guard(mode)
             kernels.reset()
             fn = call[kind]

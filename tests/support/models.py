@@ -33,7 +33,7 @@ Tensor = torch.Tensor
 
 def setup(dtype: torch.dtype = torch.bfloat16) -> Any:
     """Emulated ROCm, stubs, gloo world of 1, sglang TP=1, global server args."""
-    from aiter_norm_guard_emulation import EmulatedRocm
+    from aiter_norm_guard.emulation import EmulatedRocm
 
     EmulatedRocm().activate()
     import aiter_norm_guard  # noqa: F401  (installs the guard unless AITER_NORM_GUARD=0)
@@ -72,8 +72,9 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, otype: Any = 
 class CpuSdpaBackend:
     """Stand-in for ``forward_batch.attn_backend``: causal GQA over one sequence, no KV cache."""
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, layer: Any, forward_batch: Any, save_kv_cache: bool = True,
-                **_: Any) -> Tensor:  # fmt: skip
+    def forward(
+        self, q: Tensor, k: Tensor, v: Tensor, layer: Any, forward_batch: Any, save_kv_cache: bool = True, **_: Any
+    ) -> Tensor:
         h, kvh = layer.tp_q_head_num, layer.tp_k_head_num
         q = q.reshape(-1, h, layer.qk_head_dim).transpose(0, 1)
         k = k.reshape(-1, kvh, layer.qk_head_dim).repeat_interleave(h // kvh, 1).transpose(0, 1)
@@ -157,9 +158,16 @@ def glm4() -> tuple[Any, Callable[[int], Any]]:
     from sglang.srt.models.glm4 import Glm4Model
     from transformers import Glm4Config
 
-    cfg = Glm4Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                     max_position_embeddings=256)  # fmt: skip
+    cfg = Glm4Config(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+    )
     model = prepare(Glm4Model(cfg))
 
     def call(n: int) -> Any:
@@ -175,14 +183,26 @@ def step3p5() -> tuple[Any, Callable[[int], Any]]:
 
     n_layers = 2
     cfg = Step3p5Config(
-        hidden_size=64, intermediate_size=128, num_attention_heads=4, num_attention_groups=2,
-        num_hidden_layers=n_layers, vocab_size=128, head_dim=16, max_position_embeddings=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_attention_groups=2,
+        num_hidden_layers=n_layers,
+        vocab_size=128,
+        head_dim=16,
+        max_position_embeddings=256,
         moe_layers_enum="99",  # dense MLPs only: MoE would need aiter's fused_moe (not a norm; stubbed)
-        layer_types=["full_attention"] * n_layers, yarn_only_types=[], rope_theta=[10000.0] * n_layers,
-        partial_rotary_factors=[1.0] * n_layers, swiglu_limits_shared=[0] * n_layers,
-        swiglu_limits=[0] * n_layers, use_head_wise_attn_gate=True, need_fp32_gate=False,
-        moe_router_scaling_factor=1.0, use_moe_router_bias=False,
-    )  # fmt: skip
+        layer_types=["full_attention"] * n_layers,
+        yarn_only_types=[],
+        rope_theta=[10000.0] * n_layers,
+        partial_rotary_factors=[1.0] * n_layers,
+        swiglu_limits_shared=[0] * n_layers,
+        swiglu_limits=[0] * n_layers,
+        use_head_wise_attn_gate=True,
+        need_fp32_gate=False,
+        moe_router_scaling_factor=1.0,
+        use_moe_router_bias=False,
+    )
     model = prepare(Step3p5Model(cfg))
 
     def call(n: int) -> Any:
@@ -199,9 +219,16 @@ def hunyuan_cla() -> tuple[Any, Callable[[int], Any]]:
     from sglang.srt.models.hunyuan import HunYuanDecoderLayer
     from transformers import HunYuanDenseV1Config
 
-    cfg = HunYuanDenseV1Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                               num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                               max_position_embeddings=256)  # fmt: skip
+    cfg = HunYuanDenseV1Config(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+    )
     cfg.use_qk_norm, cfg.use_cla, cfg.cla_share_factor = True, True, 2
     layers = prepare(torch.nn.ModuleList([HunYuanDecoderLayer(cfg, layer_id=i, prefix=f"layers.{i}") for i in (0, 1)]))
     assert [layer.self_attn.attention_type for layer in layers] == ["self", "cross"]
@@ -228,10 +255,20 @@ def outcome(model: Any, call: Callable[[int], Any], n: int) -> dict[str, Any]:
         except Exception as exc:
             return {"outcome": type(exc).__name__, "detail": str(exc)[:200]}
     same_shape = [tuple(g.shape) for g in got] == [tuple(r.shape) for r in ref]
-    diff = max(((g.float() - r.float()).abs().max().item() for g, r in zip(got, ref, strict=False) if g.numel()),
-               default=0.0) if same_shape else float("inf")  # fmt: skip
-    return {"outcome": "ok", "shapes": [list(g.shape) for g in got], "max_abs_diff_vs_native": diff,
-            "digest": [float(g.float().sum()) for g in got]}  # fmt: skip
+    diff = (
+        max(
+            ((g.float() - r.float()).abs().max().item() for g, r in zip(got, ref, strict=False) if g.numel()),
+            default=0.0,
+        )
+        if same_shape
+        else float("inf")
+    )
+    return {
+        "outcome": "ok",
+        "shapes": [list(g.shape) for g in got],
+        "max_abs_diff_vs_native": diff,
+        "digest": [float(g.float().sum()) for g in got],
+    }
 
 
 def main() -> None:

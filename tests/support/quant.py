@@ -24,7 +24,7 @@ DT = torch.bfloat16
 
 
 def load() -> Any:
-    from aiter_norm_guard_emulation import EmulatedRocm
+    from aiter_norm_guard.emulation import EmulatedRocm
 
     EmulatedRocm().activate()
     import aiter_norm_guard  # noqa: F401
@@ -55,7 +55,7 @@ def attempt(fn: Any, *args: Any) -> Any:
 
 
 def main() -> None:
-    from aiter_norm_guard.patching.guard import original_of
+    from aiter_norm_guard.guard.guard import original_of
 
     module = load()
     guarded = module._fused_rmsnorm_fp8_per_token_quant
@@ -72,8 +72,10 @@ def main() -> None:
         "zero_rows_residual": ((hs[:0], w, 1e-6, res[:0]), None),
         "transposed": ((wide.t()[:4], w, 1e-6), (wide.t()[:4].contiguous(), w, 1e-6)),
         "fp32_weight": ((hs, w.float(), 1e-6), (hs, w, 1e-6)),
-        "fp32_weight_transposed": ((wide.t()[:4], w.float(), 1e-6, wide.t()[4:8]),  # two faults: the layouts too
-                                   (wide.t()[:4].contiguous(), w, 1e-6, wide.t()[4:8].contiguous())),
+        "fp32_weight_transposed": (
+            (wide.t()[:4], w.float(), 1e-6, wide.t()[4:8]),  # two faults: the layouts too
+            (wide.t()[:4].contiguous(), w, 1e-6, wide.t()[4:8].contiguous()),
+        ),
         "short_weight": ((hs, w[:32], 1e-6), None),
     }
     out: dict[str, Any] = {"module": module.__name__, "guarded": original is not None}

@@ -24,7 +24,7 @@ GFX950 = "gfx950:sramecc+:xnack-"
 def rocm(arch: str | None = None) -> Any:
     """The emulated ROCm + aiter host (``arch``: the GPU sglang is told it runs on); then the guard is
     imported, as an operator would (installed unless ``AITER_NORM_GUARD=0``).  Returns the kernel double."""
-    from aiter_norm_guard_emulation import AiterKernelDouble, EmulatedRocm
+    from aiter_norm_guard.emulation import AiterKernelDouble, EmulatedRocm
 
     emu = EmulatedRocm(AiterKernelDouble(), **({"arch": arch} if arch else {}))
     emu.activate()
@@ -97,8 +97,13 @@ def distributed(rank: int = 0, world_size: int = 1, port: int | None = None, tp:
     from sglang.srt.distributed import init_distributed_environment, initialize_model_parallel
 
     args = server_args(rank, tp_size=tp, **kw)
-    init_distributed_environment(backend="gloo", world_size=world_size, rank=rank, local_rank=rank,
-                                 distributed_init_method=f"tcp://127.0.0.1:{port or free_port()}")  # fmt: skip
+    init_distributed_environment(
+        backend="gloo",
+        world_size=world_size,
+        rank=rank,
+        local_rank=rank,
+        distributed_init_method=f"tcp://127.0.0.1:{port or free_port()}",
+    )
     if "tensor_model_parallel_size" in inspect.signature(initialize_model_parallel).parameters:
         initialize_model_parallel(tensor_model_parallel_size=tp)
     else:  # 0.5.21+: the widths come from the published server args (get_parallel())

@@ -18,8 +18,14 @@ from typing import Any
 
 LOOKED_UP: set[str] = set()
 CALLED: list[tuple[str, str]] = []
-NORM_KERNELS = ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add", "layernorm2d_fwd", "rmsnorm_quant",
-                "add_rmsnorm_quant", "fused_add_rmsnorm_pad")  # fmt: skip
+NORM_KERNELS = (
+    "rmsnorm2d_fwd",
+    "rmsnorm2d_fwd_with_add",
+    "layernorm2d_fwd",
+    "rmsnorm_quant",
+    "add_rmsnorm_quant",
+    "fused_add_rmsnorm_pad",
+)
 _frozen = [False]
 
 

@@ -95,8 +95,11 @@ WATCH = ("sglang.srt.plugins", "sglang.srt.managers.scheduler", "sglang.srt.mode
 class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         top = name.split(".")[0]
-        missing = importlib.machinery.PathFinder.find_spec(name, path) is None if top == name else \
-            isinstance(sys.modules.get(top), _Stub)
+        missing = (
+            importlib.machinery.PathFinder.find_spec(name, path) is None
+            if top == name
+            else isinstance(sys.modules.get(top), _Stub)
+        )
         if top in STUB and missing:  # only what this interpreter cannot import
             return importlib.machinery.ModuleSpec(name, _StubLoader(), is_package=True)
         if name not in WATCH:

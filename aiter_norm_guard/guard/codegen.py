@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from aiter_norm_guard.patching.signature import _ident, signature_text
+from aiter_norm_guard.guard.signature import _ident, signature_text
 
 #: How ``x``'s own layout is checked (``Checks.x``).
 X_ROWS = "rows"  # 2-D and contiguous (or row-strided where allowed)
@@ -91,8 +91,9 @@ def _x_conditions(x: str, c: Checks, hidden: str | None) -> list[str]:
     return out
 
 
-def _conditions(x: str, c: Checks, n_weights: int, rows: tuple[str, ...], summed: tuple[str, ...],
-                hidden: str | None) -> list[str]:  # fmt: skip
+def _conditions(
+    x: str, c: Checks, n_weights: int, rows: tuple[str, ...], summed: tuple[str, ...], hidden: str | None
+) -> list[str]:
     out = _x_conditions(x, c, hidden)
     for i in range(n_weights):
         out.append(f"_w{i}.numel() == _n")
@@ -148,8 +149,11 @@ def fast_path_source(
         if checks.lean_rows and checks.x == X_ROWS:  # everything but x's layout first, then the layout
             test = " and ".join(_conditions(x, checks._replace(x=X_ANY), len(weights), (), (), hidden))
             layout = _x_conditions(x, checks, None)[2]
-            lines = [f"_ok = {test}", f"_safe = _ok and len(_s) == 2 and {layout}",
-                     f"_rows = _ok and not _safe{lean_guard}"]  # fmt: skip
+            lines = [
+                f"_ok = {test}",
+                f"_safe = _ok and len(_s) == 2 and {layout}",
+                f"_rows = _ok and not _safe{lean_guard}",
+            ]
         else:
             test = " and ".join(_conditions(x, checks, len(weights), with_rows, with_summed, hidden))
             lines = [f"_safe = {test}"]
@@ -168,10 +172,14 @@ def fast_path_source(
     lines += ["    if _safe:", f"        return _original({call})"]
     if lean:  # the caller's x as rows: a view if contiguous, else one copy; the result back in its shape
         call_x = ", ".join("_x" if part == x else part for part in call.split(", "))
-        lines += ["    if _rows:", f"        _c = {x}.is_contiguous()",
-                  f"        _x = {x}.view(-1, _n) if _c else {x}.contiguous().view(-1, _n)",
-                  "        _record(_c)", f"        _r = _original({call_x})",
-                  "        return _r.view(_s) if len(_s) != 2 and _r.shape == _x.shape else _r"]  # fmt: skip
+        lines += [
+            "    if _rows:",
+            f"        _c = {x}.is_contiguous()",
+            f"        _x = {x}.view(-1, _n) if _c else {x}.contiguous().view(-1, _n)",
+            "        _record(_c)",
+            f"        _r = _original({call_x})",
+            "        return _r.view(_s) if len(_s) != 2 and _r.shape == _x.shape else _r",
+        ]
     lines += [f"    return _slow({slow_args})", ""]
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ reference can: an entry answers only for the very object it was made for, and go
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -50,3 +51,24 @@ def original_of(fn: Any) -> Callable[..., Any] | None:
     """The original a guarded function wraps, else None."""
     g = guard_of(fn)
     return g.original if g is not None else None
+
+
+class EntryGuard:
+    """What the patcher needs of a guard built around one entry: the original, the target, the switch
+    ``uninstall`` turns off; :meth:`finish` makes a compiled function the entry's (its name, its identity)."""
+
+    def __init__(
+        self,
+        original: Callable[..., Any],
+        target: Any,
+        allow_row_stride: bool = False,
+        kernels: Any = None,
+        upstream: Any = None,
+    ) -> None:
+        self.original, self.target, self.upstream = original, target, upstream
+        self.allow_row_stride, self.enabled = allow_row_stride, True
+
+    def finish(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        functools.update_wrapper(fn, self.original)
+        register(fn, self)
+        return fn

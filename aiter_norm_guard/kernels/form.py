@@ -2,8 +2,8 @@
 
 A :class:`Kernel` is written down once per kernel, from the kernel's own source (cited in
 ``source``), and read by both sides: the guard derives what it must check from it
-(:func:`aiter_kernel_contracts.needs.needs`), and the test double indexes memory by it
-(``aiter_norm_guard_emulation``).  Nothing here imports torch.
+(:func:`aiter_norm_guard.kernels.needs.needs`), and the test double indexes memory by it
+(``aiter_norm_guard.emulation``).  Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -71,3 +71,59 @@ class Kernel(NamedTuple):
 
     def vector(self, name: str) -> Vector:
         return dict(self.vectors)[name]
+
+
+#: How a KV-cache write addresses slot ``s``, head ``h``, element ``i`` (``block_size`` 0, one slot per block).
+SLOT_HEAD_CONTIGUOUS = "(s * Hk + h) * D + i"  # the cache must be contiguous (AITER_CHECK): its strides never read
+SLOT_HEAD_STRIDES = "s * stride(1) + h * stride(2) + i"  # read as (block, token, head): a 3-D cache is misread
+
+
+class CacheRead(NamedTuple):
+    """How the aiter builds in ``builds`` address the K / V cache (``source`` cites the host code)."""
+
+    builds: str
+    address: str
+    source: str
+
+
+class CacheWrite(NamedTuple):
+    """A fused q / k RMSNorm + RoPE + KV-cache write, as its host code and kernel read their arguments.
+
+    ``qkv`` is read flat as ``(T, Hq + Hk + Hv, D)`` rows of ``head_sizes``; both norm weights as ``D``
+    elements of the activation's dtype (never checked); ``positions`` (of ``positions_rank``) and the slot
+    mapping as int64 (a slot < 0 is skipped); the scales as one float each, on the host; ``zero_rows``: what
+    ``T == 0`` does.  ``cache_reads``: per aiter build, how K / V land in the cache; ``cache_view``: the
+    zero-copy view of a contiguous ``(slots, Hk, D)`` buffer that every build in ``cache_reads`` reads right.
+    """
+
+    name: str
+    source: str
+    positions_rank: int
+    head_sizes: tuple[int, ...]
+    cache_reads: tuple[CacheRead, ...]
+    cache_view: str = "unsqueeze(1)"
+    dtypes: tuple[str, ...] = ("bfloat16", "float16")
+    zero_rows: str = EMPTY_GRID_FAULTS
+
+
+class GroupQuantStore(NamedTuple):
+    """A fused q / k RMSNorm + RoPE + group-quant store into caller (or wrapper) allocated buffers, no KV cache.
+
+    Every input pointer is reinterpreted as ``element_type``'s dtype; the token count ``T`` is ``tokens`` and the
+    other row inputs are indexed with it unchecked (``token_rows``); ``vectors`` are the norm weights as read;
+    ``zero_rows``: what ``T == 0`` does; ``returns``: what the Python wrapper returns (the buffers, allocated
+    where ``None``).  ``misreads``: per unchecked input, the kernel's line that reads it wrong.
+    """
+
+    name: str
+    source: str
+    tokens: str
+    element_type: str
+    token_rows: tuple[str, ...]
+    vectors: tuple[tuple[str, Vector], ...]
+    head_dims: tuple[int, ...]
+    rot_dim: int
+    returns: tuple[str, ...]
+    misreads: tuple[tuple[str, str], ...]
+    zero_rows: str = EMPTY_GRID_FAULTS
+    dtypes: tuple[str, ...] = ("bfloat16", "float16", "float32")

@@ -1,6 +1,6 @@
 """A kernel launch as its contract says the kernel reads memory: the double's only way to touch a tensor.
 
-Every read goes through a :class:`~aiter_kernel_contracts.form.Kernel` declaration, the
+Every read goes through a :class:`~aiter_norm_guard.kernels.form.Kernel` declaration, the
 same one the guard derives its checks from: ``n`` and ``m`` as the contract takes them, rows
 through the contract's pitch, vectors as ``n`` elements of the contract's dtype from their
 pointer.  So the double is exactly as strict as the contract, and the contract is the
@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import torch
 
-from aiter_kernel_contracts.form import (
+from aiter_norm_guard.emulation.memory import InvalidConfiguration, KernelCrash, MemoryAccessFault, rows, vector
+from aiter_norm_guard.kernels.form import (
     AS_ACTIVATION,
     EMPTY_GRID_FAULTS,
     FLAT,
     INPUT_PITCH,
-    N_LAST,
     N_SIZE1,
     N_WEIGHT,
     PITCH,
     PITCH_LAST2,
     Kernel,
 )
-from aiter_norm_guard_emulation.memory import InvalidConfiguration, KernelCrash, MemoryAccessFault, rows, vector
 
 Tensor = torch.Tensor
 
@@ -33,8 +32,15 @@ class Launch:
     ``m``, ``n`` and the reads.  ``m``: the row count the kernel takes from another tensor (the
     first of several pairs), if not ``inp``'s own."""
 
-    def __init__(self, kernel: Kernel, inp: Tensor, weight: Tensor | None = None, arg: str | None = None,
-                 m: int | None = None, **tensors: Tensor | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kernel: Kernel,
+        inp: Tensor,
+        weight: Tensor | None = None,
+        arg: str | None = None,
+        m: int | None = None,
+        **tensors: Tensor | None,
+    ) -> None:
         self.kernel = kernel
         self.dtype = inp.dtype
         spec = kernel.rows[0][1] if arg is None else kernel.row(arg)
@@ -42,8 +48,10 @@ class Launch:
         if kernel.dtypes and str(inp.dtype).removeprefix("torch.") not in kernel.dtypes:
             raise RuntimeError(f"{kernel.name}: not support output type: {inp.dtype} (emulated TORCH_CHECK)")
         if kernel.rank2 and inp.dim() != 2:
-            raise RuntimeError(f"{kernel.name}: {arg or kernel.rows[0][0]} must be 2-D, got {tuple(inp.shape)} "
-                               "(emulated check, before any launch)")  # fmt: skip
+            raise RuntimeError(
+                f"{kernel.name}: {arg or kernel.rows[0][0]} must be 2-D, got {tuple(inp.shape)} "
+                "(emulated check, before any launch)"
+            )
         if spec.n == N_SIZE1:
             n = inp.size(1)  # size(1) of a 1-D tensor raises, as at::Tensor::size does
         elif spec.n == N_WEIGHT:
@@ -62,8 +70,9 @@ class Launch:
 
     def _device(self, *tensors: Tensor | None) -> None:
         if self.kernel.device and any(t is not None and not t.is_cuda for t in tensors):
-            raise MemoryAccessFault(f"Memory access fault by GPU node (emulated): {self.kernel.name} was given a host "
-                                    "pointer")  # fmt: skip
+            raise MemoryAccessFault(
+                f"Memory access fault by GPU node (emulated): {self.kernel.name} was given a host pointer"
+            )
 
     @property
     def empty(self) -> bool:
@@ -84,8 +93,10 @@ class Launch:
         if t.dim() != 2:  # both strides honoured: only a 2-D tensor has them
             raise ValueError(f"{self.kernel.name}: {name} must be 2-D, got {tuple(t.shape)}")
         if any(size > 1 and stride <= 0 for size, stride in zip(t.shape, t.stride(), strict=True)):
-            raise MemoryAccessFault(f"{self.kernel.name}: {name} stride {t.stride()} breaks tl.assume(stride > 0): "
-                                    "undefined behaviour (emulated as a fault)")  # fmt: skip
+            raise MemoryAccessFault(
+                f"{self.kernel.name}: {name} stride {t.stride()} breaks tl.assume(stride > 0): "
+                "undefined behaviour (emulated as a fault)"
+            )
         return rows(t, self.m, self.n, name, typed, pitch=t.stride(0), col=t.stride(1))
 
     def read(self, name: str, t: Tensor) -> Tensor:
@@ -109,8 +120,3 @@ class Launch:
             return vector(t, self.n, dtype, name).to(torch.float32)
         mem, idx = rows(t.unsqueeze(0), 1, self.n, name, dtype, pitch=0, col=t.stride(0))
         return mem[idx][0].to(torch.float32)
-
-
-def last_dim(kernel: Kernel) -> bool:
-    """Whether the kernel takes ``n`` from the last dimension (CK, Triton) rather than ``size(1)``."""
-    return kernel.rows[0][1].n == N_LAST

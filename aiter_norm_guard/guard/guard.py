@@ -2,11 +2,11 @@
 
 The result is a plain function with the original's exact signature (``torch.compile``
 traces through it).  What it checks comes from the kernels' contracts
-(:func:`~aiter_kernel_contracts.needs.needs`) less what the installed release's entry
+(:func:`~aiter_norm_guard.kernels.needs.needs`) less what the installed release's entry
 already does itself (:mod:`~aiter_norm_guard.targets.upstream`, by the entry's
-fingerprint): the fast path (:mod:`~aiter_norm_guard.patching.codegen`) calls the original at
+fingerprint): the fast path (:mod:`~aiter_norm_guard.guard.codegen`) calls the original at
 once when those hold; :meth:`Guard.slow` canonicalizes with
-:mod:`~aiter_norm_guard.contracts.layout`, routes to the fallback, or passes the call through.
+:mod:`~aiter_norm_guard.guard.layout`, routes to the fallback, or passes the call through.
 The guard's own failures take the entry's fallback, never the kernel with an unchecked call
 (each distinct one logged once); exceptions of the original or the fallback reach the caller
 unchanged.
@@ -22,21 +22,20 @@ from typing import Any
 
 import torch
 
-from aiter_kernel_contracts.form import Kernel
-from aiter_kernel_contracts.needs import ROWS_LAYOUT, SAME_ROWS, needs, still_needed
 from aiter_norm_guard._log import log_once
-from aiter_norm_guard.contracts import layout, pairs
-from aiter_norm_guard.patching import codegen, pair_codegen
-from aiter_norm_guard.patching.checks import fast_checks, own_failure, record, tensor_attr
-from aiter_norm_guard.patching.registry import guard_of, original_of, register
-from aiter_norm_guard.patching.signature import POSITIONAL, entry_signature, takes_any
+from aiter_norm_guard.guard import codegen, layout, pair_codegen, pairs
+from aiter_norm_guard.guard.checks import fast_checks, own_failure, record, tensor_attr
+from aiter_norm_guard.guard.fallbacks import pad_like_release
+from aiter_norm_guard.guard.registry import guard_of, original_of, register
+from aiter_norm_guard.guard.signature import POSITIONAL, entry_signature, takes_any
+from aiter_norm_guard.kernels.form import Kernel
+from aiter_norm_guard.kernels.needs import ROWS_LAYOUT, SAME_ROWS, needs, still_needed
 from aiter_norm_guard.targets import Target
-from aiter_norm_guard.targets.fallbacks import pad_like_release
 from aiter_norm_guard.targets.upstream import Upstream
 
 Tensor = torch.Tensor
 Forward = Callable[..., Any]
-__all__ = ["Guard", "guard_of", "make_guarded", "original_of", "tensor_attr"]
+__all__ = ["Guard", "guard_of", "original_of", "tensor_attr"]
 
 
 class Guard:
@@ -44,8 +43,14 @@ class Guard:
     ``uninstall`` turns off.  ``kernels``: the route the patcher found (default: the target's);
     ``upstream``: the release row the entry's fingerprint matched (None: check everything)."""
 
-    def __init__(self, original: Forward, target: Target, allow_row_stride: bool = False,
-                 kernels: tuple[Kernel, ...] | None = None, upstream: Upstream | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        original: Forward,
+        target: Target,
+        allow_row_stride: bool = False,
+        kernels: tuple[Kernel, ...] | None = None,
+        upstream: Upstream | None = None,
+    ) -> None:
         self.original, self.target, self.upstream = original, target, upstream
         self.allow_row_stride = allow_row_stride
         self.enabled = True
@@ -55,15 +60,26 @@ class Guard:
         self.done_alone = upstream.alone if upstream else frozenset()
         self.done_rows = upstream.with_rows if upstream else frozenset()
         f = target.feed
-        wanted = {f.x, *f.rows, *f.summed, *(n for pair in f.pairs for n in pair),
-                  *(v for v in f.vectors if not v.startswith("self."))}  # fmt: skip
+        wanted = {
+            f.x,
+            *f.rows,
+            *f.summed,
+            *(n for pair in f.pairs for n in pair),
+            *(v for v in f.vectors if not v.startswith("self.")),
+        }
         self.sig = entry_signature(original, wanted)
         names = [p.name for p in self.sig.parameters.values() if p.kind in POSITIONAL]
         self.unseen = sorted(n for n in (*f.rows, *f.summed) if n not in names and takes_any(self.sig))
         if self.unseen:
-            log_once(f"unseen:{target.name}", logging.WARNING, "aiter_norm_guard: %s is wrapped by a function that "
-                     "takes *args without naming %s (and no __wrapped__ says where): calls passing them are checked "
-                     "without them", target.name, ", ".join(self.unseen))  # fmt: skip
+            log_once(
+                f"unseen:{target.name}",
+                logging.WARNING,
+                "aiter_norm_guard: %s is wrapped by a function that "
+                "takes *args without naming %s (and no __wrapped__ says where): calls passing them are checked "
+                "without them",
+                target.name,
+                ", ".join(self.unseen),
+            )
         self.is_method = "." in target.attribute
         self.self_name = names[0] if self.is_method and names else None
         if f.x not in names:
@@ -105,15 +121,19 @@ class Guard:
     def pad_mode(self, module: Any) -> bool:
         """RMSNorm built with ``x_pad_to_multiple``: the release calls its Triton pad kernel."""
         state = getattr(module, "__dict__", {})
-        return self.pad_needs is not None and state.get("_fused_pad_kernel") is not None and \
-            bool(state.get("x_pad_to_multiple", 0))  # fmt: skip
+        return (
+            self.pad_needs is not None
+            and state.get("_fused_pad_kernel") is not None
+            and bool(state.get("x_pad_to_multiple", 0))
+        )
 
     def tensor_indices(self, values: tuple[Any, ...]) -> list[int]:
         """Where the tensors of a plan go, in its order: every pair's rows (or x), then the present rows,
         then (with rows) the summed tensors."""
         if self.pair_index:
             return [t for t, _ in self.pair_index if values[t] is not None] + [
-                i for i in self.rows_index if values[i] is not None]  # fmt: skip
+                i for i in self.rows_index if values[i] is not None
+            ]
         rows = [i for i in self.rows_index if values[i] is not None]
         return [self.x_index, *rows, *([i for i in self.summed_index if values[i] is not None] if rows else [])]
 
@@ -121,8 +141,11 @@ class Guard:
         """:meth:`decide` for entries of ``(rows, weight)`` pairs."""
         given = [(values[t], values[w]) for t, w in self.pair_index if values[t] is not None]
         rows = self.present(values, self.rows_index)
-        if not given or not all(isinstance(t, Tensor) for pair in given for t in pair) or \
-                not all(isinstance(r, Tensor) for r in rows):  # fmt: skip
+        if (
+            not given
+            or not all(isinstance(t, Tensor) for pair in given for t in pair)
+            or not all(isinstance(r, Tensor) for r in rows)
+        ):
             return None
         reason = pairs.refusal(given, rows, self.needs)
         if reason is not None:
@@ -167,8 +190,10 @@ class Guard:
         """The entry's fallback: the module's own method, or a fallback function of this package."""
         if reason == layout.ROWS_EXPAND:
             shapes = [tuple(values[i].shape) for i in (self.x_index, *self.rows_index) if values[i] is not None]
-            raise ValueError(f"{self.target.name}: {reason} (shapes {shapes}); aiter's kernel reads the residual "
-                             "with the activation's rows, and the reference path would broadcast")  # fmt: skip
+            raise ValueError(
+                f"{self.target.name}: {reason} (shapes {shapes}); aiter's kernel reads the residual "
+                "with the activation's rows, and the reference path would broadcast"
+            )
         if self._fallback_fn is None:
             method = getattr(values[0], self.target.fallback.split(".", 1)[1])
             args = [values[i] for i in self.fallback_index]
@@ -183,10 +208,22 @@ class Guard:
         bound = {**dict(zip(self.names, values, strict=False)), **keywords}
         return self._fallback_fn(self.original, bound, reason)
 
+    def contiguous_weights(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The pairs' weights the kernel reads one element apart, each a contiguous copy where it is
+        strided: one ``n``-element copy makes the kernel exact (the values tuple itself where none is)."""
+        if not (self.pair_index and self.needs.weight_contiguous):
+            return values
+        strided = [w for _, w in self.pair_index if isinstance(values[w], Tensor) and not values[w].is_contiguous()]
+        if not strided:
+            return values
+        record(self.target.name, layout.WEIGHT_COPY)
+        return tuple(v.contiguous() if i in strided else v for i, v in enumerate(values))
+
     def slow(self, values: tuple[Any, ...], keywords: dict[str, Any]) -> Any:
         if not self.enabled:
             return self.original(*values, **keywords)
         try:
+            values = self.contiguous_weights(values)
             action = self.decide(values)
             if action is not None and action[0] == "call":
                 new = list(values)
@@ -242,8 +279,9 @@ class Guard:
         ns["_guard"] = self
         rows = tuple(n for n in f.rows if n in self.names)
         summed = tuple(n for n in f.summed if n in self.names)
-        src = codegen.fast_path_source(name, self.sig, ns, f.x, f.vectors, self.self_name, alone, rows, summed,
-                                       with_rows, f.hidden, lean_guard)  # fmt: skip
+        src = codegen.fast_path_source(
+            name, self.sig, ns, f.x, f.vectors, self.self_name, alone, rows, summed, with_rows, f.hidden, lean_guard
+        )
         return self._compiled(src, ns, name)
 
     def _compiled(self, src: str, ns: dict[str, Any], name: str) -> Forward:
@@ -251,9 +289,3 @@ class Guard:
         functools.update_wrapper(fn, self.original)
         register(fn, self)
         return fn
-
-
-def make_guarded(original: Forward, target: Target, allow_row_stride: bool = False,
-                 kernels: tuple[Kernel, ...] | None = None, upstream: Upstream | None = None) -> Forward:  # fmt: skip
-    """The guarded replacement for ``original`` (a plain function; see :class:`Guard`)."""
-    return Guard(original, target, allow_row_stride, kernels, upstream).build()

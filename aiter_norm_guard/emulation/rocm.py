@@ -22,8 +22,10 @@ from typing import Any
 
 import torch
 
-from aiter_norm_guard_emulation.fused import FusedDouble, QuantType
-from aiter_norm_guard_emulation.kernel import AiterKernelDouble
+from aiter_norm_guard.emulation.fused import FusedDouble, QuantType
+from aiter_norm_guard.emulation.group_quant_store import GroupQuantStoreDouble
+from aiter_norm_guard.emulation.kernel import AiterKernelDouble
+from aiter_norm_guard.emulation.rope_cache import CacheWriteDouble
 
 EMULATED_HIP_VERSION = "6.3.0-emulated"
 EMULATED_ARCH = "gfx942:sramecc+:xnack-"
@@ -38,11 +40,17 @@ class _DeviceProperties:
 
 #: Where aiter keeps each function sglang's norm entries import, by module (the double's name after ':').
 LAYOUT = {
-    "aiter": ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add", "layernorm2d_fwd"),
+    "aiter": (
+        "rmsnorm2d_fwd",
+        "rmsnorm2d_fwd_with_add",
+        "layernorm2d_fwd",
+        "fused_qk_norm_rope_cache_pts_quant_shuffle",
+        "fused_qk_norm_mrope_3d_cache_pts_quant_shuffle",
+    ),
     "aiter.ops": (),
     "aiter.ops.rmsnorm": ("rmsnorm_quant", "add_rmsnorm_quant", "rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add"),
     "aiter.ops.enum": (),
-    "aiter.ops.fused_qk_norm_rope_cache_quant": ("fused_qk_rmsnorm",),
+    "aiter.ops.fused_qk_norm_rope_cache_quant": ("fused_qk_rmsnorm", "fused_qk_norm_rope_group_quant"),
     "aiter.ops.fused_qk_rmsnorm_group_quant": ("fused_qk_rmsnorm:fused_qk_rmsnorm_unified",),
     "aiter.ops.triton": (),
     "aiter.ops.triton.fused_add_rmsnorm_pad": ("fused_add_rmsnorm_pad",),
@@ -69,6 +77,8 @@ def _as_aiters(fn: Callable[..., object], module: str, name: str) -> Callable[..
 def _aiter_modules(kernels: AiterKernelDouble) -> dict[str, types.ModuleType]:
     """``aiter`` and the submodules sglang's norm entries import from, backed by ``kernels``."""
     fused = FusedDouble(kernels)
+    cache_write = CacheWriteDouble(kernels, getattr(kernels, "cache_build", "strides"))
+    group_quant = GroupQuantStoreDouble(kernels)
     mods = {name: types.ModuleType(name) for name in AITER_MODULES}
     for name, mod in mods.items():
         mod.__doc__ = f"aiter_norm_guard emulation ({kernels.build} build): memory-faithful norm kernel double"
@@ -80,7 +90,8 @@ def _aiter_modules(kernels: AiterKernelDouble) -> dict[str, types.ModuleType]:
             setattr(mods[parent], child, mod)
         for entry in LAYOUT[name]:
             public, _, own = entry.partition(":")
-            fn = getattr(kernels, own or public, None) or getattr(fused, own or public)
+            fn = getattr(kernels, own or public, None) or getattr(fused, own or public, None)
+            fn = fn or getattr(group_quant, own or public, None) or getattr(cache_write, own or public)
             setattr(mod, public, _as_aiters(fn, name, public))
     mods["aiter"].__version__ = "0.1.17+emulated" if kernels.build == "legacy" else "0.1.18+emulated"  # type: ignore[attr-defined]
     mods["aiter.ops.enum"].QuantType = QuantType  # type: ignore[attr-defined]

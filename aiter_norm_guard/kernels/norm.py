@@ -11,7 +11,7 @@ strictest: HIP.
 
 from __future__ import annotations
 
-from aiter_kernel_contracts.form import (
+from aiter_norm_guard.kernels.form import (
     EMPTY_GRID_SKIPPED,
     INPUT_PITCH,
     N_LAST,
@@ -75,8 +75,12 @@ OPUS_ADD_RMSNORM = OPUS_RMSNORM._replace(
     source="v0.1.18 aiter/ops/rmsnorm.py:151-196: copies the input only if stride(-1) != 1 (a >= 3-D input with "
     "non-collapsible rows is read through stride(-2): wrong rows); asserts residual dtypes and contiguity, never "
     "their shape or numel",
-    rows=(("input", Rows(n=N_LAST, pitch=PITCH_LAST2)), ("residual_in", _CK_ROWS), ("residual_out", _CK_ROWS),
-          ("out", _CK_ROWS)),
+    rows=(
+        ("input", Rows(n=N_LAST, pitch=PITCH_LAST2)),
+        ("residual_in", _CK_ROWS),
+        ("residual_out", _CK_ROWS),
+        ("out", _CK_ROWS),
+    ),
     same_rows=_ADD,
 )
 #: Every kernel ``rmsnorm2d_fwd`` / ``rmsnorm2d_fwd_with_add`` may reach, in any aiter version.
@@ -97,8 +101,12 @@ TRITON_ADD_RMSNORM = TRITON_RMSNORM._replace(
     name="aiter Triton rmsnorm2d_fwd_with_add (gfx1250)",
     source="HEAD aiter/ops/triton/normalization/rmsnorm.py:69-101: only x.stride(0) and out.stride(0) passed; "
     "_triton_kernels/normalization/rmsnorm.py:439-440: residual_in / residual_out indexed with the input's pitch",
-    rows=(("input", _TRITON_ROWS), ("residual_in", Rows(n=N_LAST, pitch=INPUT_PITCH, dtype=OWN)),
-          ("residual_out", Rows(n=N_LAST, pitch=INPUT_PITCH, dtype=OWN)), ("out", _TRITON_ROWS)),
+    rows=(
+        ("input", _TRITON_ROWS),
+        ("residual_in", Rows(n=N_LAST, pitch=INPUT_PITCH, dtype=OWN)),
+        ("residual_out", Rows(n=N_LAST, pitch=INPUT_PITCH, dtype=OWN)),
+        ("out", _TRITON_ROWS),
+    ),
     same_rows=_ADD,
 )
 

@@ -1,12 +1,12 @@
 """aiter's fused RMSNorm + quant kernels, as their sources read memory (each ``source`` cites it).
 
-Versions as in :mod:`aiter_kernel_contracts.norm`; the Triton kernels from the wheel
+Versions as in :mod:`aiter_norm_guard.kernels.norm`; the Triton kernels from the wheel
 (0.1.7.post2) and HEAD (``e4048607a5``), where they moved to ``aiter/ops/triton/quant/``.
 """
 
 from __future__ import annotations
 
-from aiter_kernel_contracts.form import (
+from aiter_norm_guard.kernels.form import (
     EMPTY_GRID_SKIPPED,
     N_LAST,
     N_SIZE1,

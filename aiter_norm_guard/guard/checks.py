@@ -13,7 +13,11 @@ from typing import Any
 
 import torch
 
-from aiter_kernel_contracts.needs import (
+from aiter_norm_guard._log import log_once
+from aiter_norm_guard.guard import codegen
+from aiter_norm_guard.guard.interventions import record as _record
+from aiter_norm_guard.guard.interventions import traced_op
+from aiter_norm_guard.kernels.needs import (
     ANY,
     CONTIGUOUS,
     HOST,
@@ -25,19 +29,22 @@ from aiter_kernel_contracts.needs import (
     X_RESHAPED,
     ZERO_ROWS,
 )
-from aiter_norm_guard._log import log_once
-from aiter_norm_guard.patching import codegen
-from aiter_norm_guard.patching.interventions import record as _record
+
+_traced_record = traced_op()  # made before any trace: a trace cannot define an op
 
 
 def record(entry: str, reason: str) -> None:
-    """Count an intervention, except while ``torch.compile`` traces the call: a compiled graph runs
-    its decisions without Python, so there is nothing per call to count (and a lock is untraceable)."""
-    if not torch.compiler.is_compiling():
-        try:
-            _record(entry, reason)
-        except Exception as exc:  # counting is observability: never the caller's failure
-            own_failure(entry, exc, "the intervention went uncounted")
+    """Count an intervention (only on a slow path).  While ``torch.compile`` traces the call, the trace
+    gets ``_traced_record``, which the compiled graph runs per call (``mode`` compiled, or captured in
+    a CUDA graph); in eager, counted here (``mode`` eager, or captured while a CUDA graph captures)."""
+    if torch.compiler.is_compiling():
+        if _traced_record is not None:
+            _traced_record(entry, reason)
+        return
+    try:
+        _record(entry, reason)
+    except Exception as exc:  # counting is observability: never the caller's failure
+        own_failure(entry, exc, "the intervention went uncounted")
 
 
 def fast_checks(guard: Any, done: Collection[str], rows: bool = False) -> codegen.Checks:

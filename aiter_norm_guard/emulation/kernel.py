@@ -1,7 +1,7 @@
 """A memory-faithful double of aiter's norm entry points, for one of two aiter builds.
 
-Every kernel reads memory through :class:`~aiter_norm_guard_emulation.launch.Launch`, which
-follows the kernel's contract in :mod:`aiter_kernel_contracts` (the same declarations the
+Every kernel reads memory through :class:`~aiter_norm_guard.emulation.launch.Launch`, which
+follows the kernel's contract in :mod:`aiter_norm_guard.kernels` (the same declarations the
 guard reads): so the double is exactly as strict as those contracts, never kinder.  What is
 modelled here is only aiter's Python routing around the kernels:
 
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aiter_kernel_contracts import norm, quant
-from aiter_kernel_contracts.form import Kernel
-from aiter_norm_guard_emulation.launch import Launch
-from aiter_norm_guard_emulation.memory import rows
+from aiter_norm_guard.emulation.launch import Launch
+from aiter_norm_guard.emulation.memory import rows
+from aiter_norm_guard.kernels import norm, quant
+from aiter_norm_guard.kernels.form import Kernel
 
 Tensor = torch.Tensor
 BUILDS = ("legacy", "opus")
@@ -77,8 +77,16 @@ class AiterKernelDouble:
             return norm.HIP_ADD_RMSNORM if add else norm.HIP_RMSNORM
         return norm.CK_ADD_RMSNORM if add else norm.CK_RMSNORM
 
-    def _norm(self, kernel: Kernel, out: Tensor, inp: Tensor, weight: Tensor, eps: float,
-              res_in: Tensor | None = None, res_out: Tensor | None = None) -> None:  # fmt: skip
+    def _norm(
+        self,
+        kernel: Kernel,
+        out: Tensor,
+        inp: Tensor,
+        weight: Tensor,
+        eps: float,
+        res_in: Tensor | None = None,
+        res_out: Tensor | None = None,
+    ) -> None:
         if kernel is norm.OPUS_RMSNORM:  # copies what is not 2-D row-strided
             if not (inp.is_contiguous() or (inp.dim() == 2 and inp.stride(-1) == 1)):
                 inp = inp.contiguous()
@@ -110,9 +118,16 @@ class AiterKernelDouble:
         return out
 
     def rmsnorm2d_fwd_with_add(
-        self, out: Tensor, input: Tensor, residual_in: Tensor, residual_out: Tensor, weight: Tensor,
-        epsilon: float, gemma_norm: bool = False, use_model_sensitive_rmsnorm: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        out: Tensor,
+        input: Tensor,
+        residual_in: Tensor,
+        residual_out: Tensor,
+        weight: Tensor,
+        epsilon: float,
+        gemma_norm: bool = False,
+        use_model_sensitive_rmsnorm: int = 0,
+    ) -> None:
         names = {"out": out, "input": input, "residual_in": residual_in, "residual_out": residual_out}
         if self._log("rmsnorm2d_fwd_with_add", weight=weight, **names):
             kernel = self._route(input, True, use_model_sensitive_rmsnorm)
@@ -133,8 +148,16 @@ class AiterKernelDouble:
             launch.write("out", out, (s - mean) * torch.rsqrt(var + epsilon) * w + b)
         return out
 
-    def _quant(self, kernel: Kernel, out: Tensor, inp: Tensor, scale: Tensor, weight: Tensor, eps: float,
-               res: tuple[Tensor, Tensor] | None) -> None:  # fmt: skip
+    def _quant(
+        self,
+        kernel: Kernel,
+        out: Tensor,
+        inp: Tensor,
+        scale: Tensor,
+        weight: Tensor,
+        eps: float,
+        res: tuple[Tensor, Tensor] | None,
+    ) -> None:
         res_in, res_out = res if res is not None else (None, None)
         launch = Launch(kernel, inp, weight, out=out, scale=scale, residual_in=res_in, residual_out=res_out)
         w = launch.vector("weight", weight)
@@ -150,14 +173,33 @@ class AiterKernelDouble:
         s_mem, s_idx = rows(scale.view(-1, 1), launch.m, 1, "scale", torch.float32, pitch=1)
         s_mem[s_idx] = sc.unsqueeze(1)
 
-    def rmsnorm_quant(self, out: Tensor, input: Tensor, scale: Tensor, weight: Tensor, epsilon: float,
-                      group_size: int = 0, shuffle_scale: bool = False, gemma_norm: bool = False) -> None:  # fmt: skip
+    def rmsnorm_quant(
+        self,
+        out: Tensor,
+        input: Tensor,
+        scale: Tensor,
+        weight: Tensor,
+        epsilon: float,
+        group_size: int = 0,
+        shuffle_scale: bool = False,
+        gemma_norm: bool = False,
+    ) -> None:
         if self._log("rmsnorm_quant", out=out, input=input, scale=scale, weight=weight):
             self._quant(quant.HIP_RMSNORM_QUANT, out, input, scale, weight, epsilon, None)
 
-    def add_rmsnorm_quant(self, out: Tensor, input: Tensor, residual_in: Tensor, residual_out: Tensor,
-                          scale: Tensor, weight: Tensor, epsilon: float, group_size: int = 0,
-                          shuffle_scale: bool = False, gemma_norm: bool = False) -> None:  # fmt: skip
+    def add_rmsnorm_quant(
+        self,
+        out: Tensor,
+        input: Tensor,
+        residual_in: Tensor,
+        residual_out: Tensor,
+        scale: Tensor,
+        weight: Tensor,
+        epsilon: float,
+        group_size: int = 0,
+        shuffle_scale: bool = False,
+        gemma_norm: bool = False,
+    ) -> None:
         names = {"out": out, "input": input, "residual_in": residual_in, "residual_out": residual_out}
         if self._log("add_rmsnorm_quant", scale=scale, weight=weight, **names):
             self._quant(quant.HIP_ADD_RMSNORM_QUANT, out, input, scale, weight, epsilon, (residual_in, residual_out))

@@ -1,11 +1,17 @@
 """Install and uninstall the target table: patch on import (and reload), unpatch symmetrically, report.
 
+Imports and reloads reach :meth:`Patcher.patch_module` through one mechanism, wrapt's post-import
+hooks (:mod:`aiter_norm_guard.install.hooks`, where their reach and limits are stated).  Without
+wrapt there is no hook: each ``install()`` patches the modules imported by then, and says so in
+``error``.
+
 In the spirit of OpenTelemetry's ``BaseInstrumentor``: ``install`` and ``uninstall`` are
 symmetric and idempotent, nothing raises into the host, and each target reports what
 happened to it.  The guard recognises its own functions by identity (a registry), not by
 an attribute that ``functools.wraps`` would copy: under a third-party wrapper the guard is
 switched off in place rather than torn out with the wrapper.  Lock order is always wrapt's
-hook lock (taken and released by wrapt) before this module's lock, never the reverse.
+hook lock (taken and released by wrapt, or by a hook re-arming itself before its callback) before
+this module's lock, never the reverse.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import Any, NamedTuple
 
 from aiter_norm_guard._fork import ForkSafeLock
 from aiter_norm_guard._log import log_once
-from aiter_norm_guard.patching import hooks, instances, reload_hook
-from aiter_norm_guard.patching.locate import (
+from aiter_norm_guard.guard.registry import guard_of
+from aiter_norm_guard.install import hooks, instances
+from aiter_norm_guard.install.locate import (
     describe,
     find_guard,
     has_aiter_branch,
@@ -30,7 +37,6 @@ from aiter_norm_guard.patching.locate import (
     source_node,
     upstream,
 )
-from aiter_norm_guard.patching.registry import guard_of
 from aiter_norm_guard.targets import TARGETS, Target, selected
 from aiter_norm_guard.targets.layernorm import LAYERNORM
 
@@ -75,6 +81,7 @@ class Patcher:
         self.wanted = False
         self.allow_row_stride = False
         self.error: str | None = None
+        self._no_hooks: str | None = None  # why no import hook could be registered (wrapt missing)
         self._hooked: set[str] = set()
         self._records: list[Record] = []
         self._lock = ForkSafeLock(threading.RLock)  # a parent thread may be mid-patch at a fork
@@ -84,23 +91,38 @@ class Patcher:
 
     # -- public --------------------------------------------------------------
     def install(self, allow_row_stride: bool = False) -> None:
-        """Patch every target now if its module is imported, else when it is (and after reloads)."""
+        """Patch every target now if its module is imported, else when it is (and after reloads).
+
+        Without wrapt: only the modules imported now (``error`` says which, and what that leaves out).
+        """
         with self._lock:
             self.wanted = True
             self.allow_row_stride = allow_row_stride
             pending = [m for m in self.modules() if m not in self._hooked]
             self._hooked.update(pending)
+        failed: str | None = None
         for name in pending:  # outside our lock: wrapt calls back at once if the module is imported
-            reload_hook.on_reload(name, hooks.safe(name, self.patch_module))
             try:
                 hooks.when_imported(name, self.patch_module)
             except ImportError as exc:
-                self.error = f"wrapt is not importable ({exc}): modules imported from now on stay unguarded"
-                log_once("no-wrapt", logging.WARNING, "aiter_norm_guard: %s", self.error)
+                failed = f"{type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._hooked.discard(name)  # the next install() tries again
+        if pending:
+            self._no_hooks = failed
+        self.error = None
+        if self._no_hooks:  # no hook: only what is imported now is patched (below), at this and each install()
+            now = [m for m in self.modules() if m in sys.modules]
+            self.error = (
+                f"wrapt is not importable ({self._no_hooks}): no import hook; install() patches only the sglang "
+                f"modules already imported when it runs (at the last call: {', '.join(now) or 'none'}), and a "
+                "module imported or reloaded after that stays unguarded"
+            )
+            log_once("no-wrapt", logging.WARNING, "aiter_norm_guard: %s", self.error)
         with self._lock:
             for record in self._records:  # its own, and classes a reload replaced or someone wrapped
                 self._revive(record)
-        for name in self.modules():  # hooks fire once: a re-install patches imported modules itself
+        for name in self.modules():  # a re-install, or no hook at all: patch what is imported now
             module = sys.modules.get(name)
             if module is not None:
                 self.patch_module(module)
@@ -203,10 +225,14 @@ class Patcher:
         if not (st.selected and st.aiter_branch):
             return
         try:
-            from aiter_norm_guard.patching.guard import Guard  # torch: only once a target's module is imported
+            from aiter_norm_guard.guard.cache_write import CacheViewGuard, CacheWriteGuard
+            from aiter_norm_guard.guard.group_quant_store import GroupQuantStoreGuard
+            from aiter_norm_guard.guard.guard import Guard  # torch: only once a target's module is imported
 
+            kind = CacheViewGuard if target.cache_view else CacheWriteGuard if target.cache_writes else Guard
+            kind = GroupQuantStoreGuard if target.group_quant else kind
             up = upstream(target, node)
-            g = Guard(current, target, self.allow_row_stride, route(target, module), up)
+            g = kind(current, target, self.allow_row_stride, route(target, module), up)
             fn = g.build()
             st.upstream = up.releases if up else "not a release read here: every check"
             st.checks = g.per_call_checks()

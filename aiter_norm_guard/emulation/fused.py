@@ -1,6 +1,6 @@
 """Doubles of aiter's fused norm kernels: MLA's q / k RMSNorm, the Triton RMSNorm + quant, and the
-custom all-reduce + RMSNorm.  Every read goes through :class:`~aiter_norm_guard_emulation.launch.Launch`
-and the contracts in ``aiter_kernel_contracts`` (the guard's), as in :mod:`.kernel`; only aiter's
+custom all-reduce + RMSNorm.  Every read goes through :class:`~aiter_norm_guard.emulation.launch.Launch`
+and the contracts in ``aiter_norm_guard.kernels`` (the guard's), as in :mod:`.kernel`; only aiter's
 Python around the kernels (argument checks, allocations, return shapes) is written out here, from
 the sources each contract cites.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from aiter_kernel_contracts import allreduce, attention, norm, quant
-from aiter_norm_guard_emulation.kernel import AiterKernelDouble, rms
-from aiter_norm_guard_emulation.launch import Launch
+from aiter_norm_guard.emulation.kernel import AiterKernelDouble, rms
+from aiter_norm_guard.emulation.launch import Launch
+from aiter_norm_guard.kernels import allreduce, attention, norm, quant
 
 Tensor = torch.Tensor
 FP8 = torch.float8_e4m3fnuz
@@ -29,8 +29,9 @@ class QuantType(enum.IntEnum):
     per_1x128 = 2
 
 
-def _norm_pair(kernel: Any, x: Tensor, w: Tensor, eps: float, out: Tensor, name: str, out_name: str, m: int,
-               w_name: str) -> None:  # fmt: skip
+def _norm_pair(
+    kernel: Any, x: Tensor, w: Tensor, eps: float, out: Tensor, name: str, out_name: str, m: int, w_name: str
+) -> None:
     launch = Launch(kernel, x, w, arg=name, m=m, out=out)
     if not launch.empty:
         launch.write(out_name, out, rms(launch.read(name, x), launch.vector(w_name, w), eps))
@@ -42,8 +43,17 @@ class FusedDouble:
     def __init__(self, kernels: AiterKernelDouble) -> None:
         self.kernels = kernels
 
-    def _qk(self, q: Tensor, q_weight: Tensor, q_eps: float, k: Tensor, k_weight: Tensor, k_eps: float,
-            q_out: Tensor, k_out: Tensor) -> None:  # fmt: skip
+    def _qk(
+        self,
+        q: Tensor,
+        q_weight: Tensor,
+        q_eps: float,
+        k: Tensor,
+        k_weight: Tensor,
+        k_eps: float,
+        q_out: Tensor,
+        k_out: Tensor,
+    ) -> None:
         if not self.kernels._log("fused_qk_rmsnorm", q=q, k=k, q_weight=q_weight, k_weight=k_weight):
             return
         m = q.size(0)
@@ -58,32 +68,52 @@ class FusedDouble:
         _norm_pair(kernel, q, q_weight, q_eps, q_out, "q", "q_out", m, "q_weight")
         _norm_pair(kernel, k, k_weight, k_eps, k_out, "k", "k_out", m, "k_weight")
 
-    def fused_qk_rmsnorm(self, q: Tensor, q_weight: Tensor, q_eps: float, k: Tensor, k_weight: Tensor,
-                         k_eps: float) -> tuple[Tensor, Tensor]:  # fmt: skip
+    def fused_qk_rmsnorm(
+        self, q: Tensor, q_weight: Tensor, q_eps: float, k: Tensor, k_weight: Tensor, k_eps: float
+    ) -> tuple[Tensor, Tensor]:
         """aiter <= v0.1.13 ``fused_qk_norm_rope_cache_quant.fused_qk_rmsnorm`` (returns the outputs)."""
         q_out, k_out = torch.empty_like(q), torch.empty_like(k)
         self._qk(q, q_weight, q_eps, k, k_weight, k_eps, q_out, k_out)
         return q_out, k_out
 
-    def fused_qk_rmsnorm_unified(self, q_out_quantized: Tensor | None = None, q_out_scale: Tensor | None = None,
-                                 q: Tensor | None = None, q_weight: Tensor | None = None, q_epsilon: float = 1e-6,
-                                 q_out_unquantized: Tensor | None = None, k_out: Tensor | None = None,
-                                 q_res_out: Tensor | None = None, k: Tensor | None = None,
-                                 k_weight: Tensor | None = None, k_epsilon: float | None = None,
-                                 q_residual: Tensor | None = None, gemma_norm: bool = False,
-                                 quant_type: Any = QuantType.No, **_: Any) -> None:  # fmt: skip
+    def fused_qk_rmsnorm_unified(
+        self,
+        q_out_quantized: Tensor | None = None,
+        q_out_scale: Tensor | None = None,
+        q: Tensor | None = None,
+        q_weight: Tensor | None = None,
+        q_epsilon: float = 1e-6,
+        q_out_unquantized: Tensor | None = None,
+        k_out: Tensor | None = None,
+        q_res_out: Tensor | None = None,
+        k: Tensor | None = None,
+        k_weight: Tensor | None = None,
+        k_epsilon: float | None = None,
+        q_residual: Tensor | None = None,
+        gemma_norm: bool = False,
+        quant_type: Any = QuantType.No,
+        **_: Any,
+    ) -> None:
         """aiter >= v0.1.14 ``fused_qk_rmsnorm_group_quant.fused_qk_rmsnorm`` (writes the given outputs)."""
         assert q is not None and k is not None and q_weight is not None and k_weight is not None
         q_out = q_out_quantized if q_out_quantized is not None else torch.empty_like(q)
         k_out = k_out if k_out is not None else torch.empty_like(k)
         self._qk(q, q_weight, q_epsilon, k, k_weight, k_epsilon or q_epsilon, q_out, k_out)
 
-    def fused_rms_fp8_group_quant(self, inp1: Tensor, inp1_weight: Tensor, inp1_epsilon: float,
-                                  inp2: Tensor | None = None, inp2_weight: Tensor | None = None,
-                                  inp2_epsilon: float | None = None, group_size: int = 128,
-                                  dtype_quant: torch.dtype = FP8, res1: Tensor | None = None,
-                                  output_unquantized_inp1: bool = False, transpose_scale: bool = False,
-                                  ) -> Any:  # fmt: skip
+    def fused_rms_fp8_group_quant(
+        self,
+        inp1: Tensor,
+        inp1_weight: Tensor,
+        inp1_epsilon: float,
+        inp2: Tensor | None = None,
+        inp2_weight: Tensor | None = None,
+        inp2_epsilon: float | None = None,
+        group_size: int = 128,
+        dtype_quant: torch.dtype = FP8,
+        res1: Tensor | None = None,
+        output_unquantized_inp1: bool = False,
+        transpose_scale: bool = False,
+    ) -> Any:
         """Triton ``fused_rms_fp8_group_quant``: ``((out1_fp8, scales), out1, out2, out_res1)``."""
         m, n1 = inp1.shape
         if inp2 is not None:
@@ -91,21 +121,63 @@ class FusedDouble:
         if res1 is not None:
             mr, nr = res1.shape
             assert m == mr and n1 == nr, "The shape should be identical between inp1 and res1"
-        return self._quant(quant.TRITON_FP8_GROUP_QUANT, ("inp1", "inp2"), inp1, inp1_weight, inp1_epsilon, inp2,
-                           inp2_weight, inp2_epsilon, res1, dtype_quant, group_size)  # fmt: skip
+        return self._quant(
+            quant.TRITON_FP8_GROUP_QUANT,
+            ("inp1", "inp2"),
+            inp1,
+            inp1_weight,
+            inp1_epsilon,
+            inp2,
+            inp2_weight,
+            inp2_epsilon,
+            res1,
+            dtype_quant,
+            group_size,
+        )
 
-    def fused_rms_mxfp4_quant(self, x1: Tensor, x1_weight: Tensor, x1_epsilon: float, x2: Tensor | None = None,
-                              x2_weight: Tensor | None = None, x2_epsilon: float = 0.0, res1: Tensor | None = None,
-                              *args: Any, **kwargs: Any) -> Any:  # fmt: skip
+    def fused_rms_mxfp4_quant(
+        self,
+        x1: Tensor,
+        x1_weight: Tensor,
+        x1_epsilon: float,
+        x2: Tensor | None = None,
+        x2_weight: Tensor | None = None,
+        x2_epsilon: float = 0.0,
+        res1: Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
         """Triton ``fused_rms_mxfp4_quant``: ``((out1_fp4, scales), out1, out2, out_res1)`` (v0.1.8+)."""
         _, n1 = x1.shape
         assert n1 % 2 == 0
-        return self._quant(quant.TRITON_MXFP4_QUANT, ("x1", "x2"), x1, x1_weight, x1_epsilon, x2, x2_weight,
-                           x2_epsilon or 0.0, res1, torch.uint8, 32)  # fmt: skip
+        return self._quant(
+            quant.TRITON_MXFP4_QUANT,
+            ("x1", "x2"),
+            x1,
+            x1_weight,
+            x1_epsilon,
+            x2,
+            x2_weight,
+            x2_epsilon or 0.0,
+            res1,
+            torch.uint8,
+            32,
+        )
 
-    def _quant(self, kernel: Any, names: tuple[str, str], x1: Tensor, w1: Tensor, e1: float, x2: Tensor | None,
-               w2: Tensor | None, e2: float | None, res1: Tensor | None, qtype: torch.dtype,
-               group: int) -> Any:  # fmt: skip
+    def _quant(
+        self,
+        kernel: Any,
+        names: tuple[str, str],
+        x1: Tensor,
+        w1: Tensor,
+        e1: float,
+        x2: Tensor | None,
+        w2: Tensor | None,
+        e2: float | None,
+        res1: Tensor | None,
+        qtype: torch.dtype,
+        group: int,
+    ) -> Any:
         m, n1 = x1.shape
         out = torch.empty((m, n1), dtype=qtype, device=x1.device)
         scales = torch.empty((m, max(1, -(-n1 // group))), dtype=torch.float32, device=x1.device)
@@ -134,7 +206,7 @@ class CustomAllreduceDouble:
     """aiter's ``CustomAllreduce`` as sglang's ``GroupCoordinator`` uses it for the fused path.
 
     ``all_reduce`` sums a tensor over the group (a process group's, or the identity for a test of
-    one); the norm reads memory as ``aiter_kernel_contracts.allreduce.AR_RMSNORM`` says.
+    one); the norm reads memory as ``aiter_norm_guard.kernels.allreduce.AR_RMSNORM`` says.
     """
 
     disabled = False
@@ -143,8 +215,9 @@ class CustomAllreduceDouble:
         self.kernels = kernels
         self.all_reduce = all_reduce or (lambda t: t.clone())
 
-    def custom_fused_ar_rms(self, inp: Tensor, res_inp: Tensor, w: Tensor, eps: float,
-                            use_1stage: bool = False) -> tuple[Tensor, Tensor]:  # fmt: skip
+    def custom_fused_ar_rms(
+        self, inp: Tensor, res_inp: Tensor, w: Tensor, eps: float, use_1stage: bool = False
+    ) -> tuple[Tensor, Tensor]:
         out, res_out = torch.empty_like(inp), torch.empty_like(inp)
         if not self.kernels._log("fused_allreduce_rmsnorm", inp=inp, res_inp=res_inp, w=w):
             return out, res_out

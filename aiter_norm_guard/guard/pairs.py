@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from aiter_kernel_contracts.needs import ANY, CONTIGUOUS, ROWS, Needs
-from aiter_norm_guard.contracts.layout import (
+from aiter_norm_guard.guard.layout import (
     DTYPE,
     HIDDEN_SIZE,
     HOST_TENSOR,
@@ -26,6 +25,7 @@ from aiter_norm_guard.contracts.layout import (
     Plan,
     expanded,
 )
+from aiter_norm_guard.kernels.needs import ANY, CONTIGUOUS, ROWS, Needs
 
 Tensor = torch.Tensor
 Pair = tuple[Tensor, Tensor]
@@ -53,7 +53,7 @@ def refusal(pairs: Sequence[Pair], rows: Sequence[Tensor], needs: Needs) -> str 
             return HIDDEN_SIZE
         if needs.weight_contiguous and not w.is_contiguous():
             return STRIDED_WEIGHT
-    if needs.same_rows and any(r.shape != x.shape or r.dtype != x.dtype for r in rows):
+    if needs.same_rows and any(r.shape != x.shape or (needs.rows_dtype and r.dtype != x.dtype) for r in rows):
         return ROWS_MISMATCH
     return None
 

@@ -1,8 +1,8 @@
 """Pure layout logic: what an entry's kernels cannot take, and the canonical tensors they can.
 
-Given the tensors of one call, what the kernels need (:class:`~aiter_kernel_contracts.needs.Needs`)
+Given the tensors of one call, what the kernels need (:class:`~aiter_norm_guard.kernels.needs.Needs`)
 and what the release's own entry already does before its kernel (``done``: names from
-:mod:`~aiter_kernel_contracts.needs`), :func:`exit_of` says when the release leaves
+:mod:`~aiter_norm_guard.kernels.needs`), :func:`exit_of` says when the release leaves
 before any kernel, :func:`refusal` when no layout can make the kernel right, and :func:`plan`
 the canonical tensors (the same object when already right, a view when one exists, else
 exactly one copy) with a restore plan.  Knows nothing of sglang or of patching.
@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from aiter_kernel_contracts.needs import (
+from aiter_norm_guard.kernels.needs import (
     ANY,
     CONTIGUOUS,
     HOST,
@@ -50,6 +50,7 @@ LAYOUT_DECLINED = "layout the kernel cannot read"
 #: How a layout was fixed (the guard counts these too).
 LAYOUT_COPY = "layout copy"
 VIEW = "view"
+WEIGHT_COPY = "weight copy"  # a strided weight given to the kernel as one contiguous copy
 
 
 def expanded(t: Tensor) -> bool:
@@ -114,8 +115,15 @@ def _rows_refusal(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], f
     return None
 
 
-def refusal(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], weights: Sequence[Tensor],
-            needs: Needs, done: Collection[str] = (), hidden: int | None = None) -> str | None:  # fmt: skip
+def refusal(
+    x: Tensor,
+    rows: Sequence[Tensor],
+    summed: Sequence[Tensor],
+    weights: Sequence[Tensor],
+    needs: Needs,
+    done: Collection[str] = (),
+    hidden: int | None = None,
+) -> str | None:
     """Why no layout can make the kernels right for these tensors, or None.
 
     ``rows``: tensors indexed with ``x``'s rows (residual); ``summed``: tensors the entry adds
@@ -184,8 +192,15 @@ def _x_fits(x: Tensor, needs: Needs, done: Collection[str], with_rows: bool, all
     return x.dim() == 2 and (x.is_contiguous() or (allow_row_stride and not with_rows and is_row_strided(x)))
 
 
-def plan(x: Tensor, rows: Sequence[Tensor], summed: Sequence[Tensor], needs: Needs, done: Collection[str] = (),
-         allow_row_stride: bool = False, keep_rank: bool = False) -> Plan | None:  # fmt: skip
+def plan(
+    x: Tensor,
+    rows: Sequence[Tensor],
+    summed: Sequence[Tensor],
+    needs: Needs,
+    done: Collection[str] = (),
+    allow_row_stride: bool = False,
+    keep_rank: bool = False,
+) -> Plan | None:
     """The tensors to hand the entry in place of ``(x, *rows, *summed)``, or None if they already fit.
 
     ``keep_rank`` is for entries that unpack a 2-D shape themselves: tensors are only made

@@ -1,7 +1,7 @@
 """Fallbacks for entries that have no native path of their own.
 
 Each is called as ``fallback(original, bound, reason)`` with the entry's arguments by name
-and the :mod:`aiter_norm_guard.contracts.layout` reason the kernel cannot take the call as it is.
+and the :mod:`aiter_norm_guard.guard.layout` reason the kernel cannot take the call as it is.
 :func:`pad_like_release` gives a native result the shape RMSNorm's ``x_pad_to_multiple`` path returns.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from aiter_norm_guard.contracts import layout
+from aiter_norm_guard.guard import layout
 
 
 def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], reason: str) -> Any:

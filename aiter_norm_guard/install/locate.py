@@ -9,8 +9,8 @@ import textwrap
 import types
 from typing import Any
 
-from aiter_kernel_contracts.form import Kernel
-from aiter_norm_guard.patching.registry import guard_of
+from aiter_norm_guard.guard.registry import guard_of
+from aiter_norm_guard.kernels.form import Kernel
 from aiter_norm_guard.targets import Target, source_scan
 from aiter_norm_guard.targets.fingerprint import fingerprint
 from aiter_norm_guard.targets.upstream import Upstream, upstream_of

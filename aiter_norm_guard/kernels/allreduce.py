@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiter_kernel_contracts.form import FLAT, N_WEIGHT, Kernel, Rows, Vector
+from aiter_norm_guard.kernels.form import FLAT, N_WEIGHT, Kernel, Rows, Vector
 
 _FLAT = Rows(n=N_WEIGHT, pitch=FLAT)
 

@@ -1,6 +1,6 @@
 """What a caller must make true before a kernel runs, derived from the kernel's contract.
 
-:func:`needs` reads :class:`~aiter_kernel_contracts.form.Kernel` declarations and gives
+:func:`needs` reads :class:`~aiter_norm_guard.kernels.form.Kernel` declarations and gives
 the union over every kernel an entry may reach: the guard checks exactly these (less what
 the release already does itself), never more.  Pure: no torch, no sglang.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import NamedTuple
 
-from aiter_kernel_contracts.form import (
+from aiter_norm_guard.kernels.form import (
     AS_ACTIVATION,
     EMPTY_GRID_FAULTS,
     FLAT,
@@ -54,6 +54,7 @@ class Needs(NamedTuple):
     weight_contiguous: bool  # a vector is read one element apart from its pointer
     device: bool  # pointers are dereferenced on the device
     positive_strides: bool = False  # under ANY: strides assumed positive (Triton's tl.assume): no expanded rows
+    rows_dtype: bool = True  # the other row tensors are read as the activation's dtype (Triton: their own)
 
     def names(self) -> tuple[str, ...]:
         """The requirements by name, in :data:`ALL`'s order (weight length: always)."""
@@ -91,6 +92,7 @@ def needs(*kernels: Kernel) -> Needs:
         weight_contiguous=any(v.unit_stride and "contiguous" not in v.checked for v in vectors),
         device=any(k.device for k in kernels),
         positive_strides=any(r.pitch == STRIDES for k in kernels for _, r in k.rows),
+        rows_dtype=any(r.dtype == AS_ACTIVATION for k in kernels for _, r in k.rows[1:]),
     )
 
 

@@ -5,9 +5,9 @@ modules can be driven through their own aiter dispatch on a machine without an A
 against a kernel double that reads memory the way aiter's kernels do.
 """
 
-from aiter_norm_guard_emulation.kernel import BUILDS, AiterKernelDouble, KernelCall
-from aiter_norm_guard_emulation.memory import InvalidConfiguration, KernelCrash, MemoryAccessFault
-from aiter_norm_guard_emulation.rocm import EmulatedRocm, on_host
+from aiter_norm_guard.emulation.kernel import BUILDS, AiterKernelDouble, KernelCall
+from aiter_norm_guard.emulation.memory import InvalidConfiguration, KernelCrash, MemoryAccessFault
+from aiter_norm_guard.emulation.rocm import EmulatedRocm, on_host
 
 __all__ = [
     "BUILDS",

@@ -1,6 +1,6 @@
 """Source of the fast path for entries that normalize ``(rows, weight)`` pairs (MLA q / k, Triton quant).
 
-As :mod:`~aiter_norm_guard.patching.codegen`, with the original's exact signature; each pair is
+As :mod:`~aiter_norm_guard.guard.codegen`, with the original's exact signature; each pair is
 checked with its own width, the pairs after the first (optional: None passes) against the
 first's row count, and the extra row tensors (a residual) against the first's shape; every
 tensor's device where the kernel dereferences device pointers.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from aiter_kernel_contracts.needs import ANY, CONTIGUOUS, Needs
-from aiter_norm_guard.patching.codegen import _ident, signature_text, weight_lookup
+from aiter_norm_guard.guard.codegen import _ident, signature_text, weight_lookup
+from aiter_norm_guard.kernels.needs import ANY, CONTIGUOUS, Needs
 
 
 def _layout(t: str, needs: Needs) -> list[str]:
@@ -43,9 +43,13 @@ def _pair(i: int, t: str, needs: Needs) -> list[str]:
 
 
 def pairs_fast_path_source(
-    name: str, sig: inspect.Signature, namespace: dict[str, Any], pairs: tuple[tuple[str, str], ...],
-    rows: tuple[str, ...], needs: Needs,
-) -> str:  # fmt: skip
+    name: str,
+    sig: inspect.Signature,
+    namespace: dict[str, Any],
+    pairs: tuple[tuple[str, str], ...],
+    rows: tuple[str, ...],
+    needs: Needs,
+) -> str:
     """The guarded function: the original at once when every pair and row tensor already meets
     ``needs``, else the slow path."""
     params, call, slow_args = signature_text(sig, namespace)
@@ -55,7 +59,8 @@ def pairs_fast_path_source(
         body += weight_lookup(f"_w{i}", _ident(w), None)
         conds += _pair(i, _ident(t), needs)
     for r in (_ident(r) for r in rows):
-        extra = ([f"{r}.shape == _s", f"{r}.dtype is {pairs[0][0]}.dtype"] if needs.same_rows else [])
+        extra = [f"{r}.shape == _s"] if needs.same_rows else []
+        extra += [f"{r}.dtype is {pairs[0][0]}.dtype"] if needs.same_rows and needs.rows_dtype else []
         extra += _layout(r, needs) + ([f"{r}.is_cuda"] if needs.device else [])
         if extra:
             conds.append(f"({r} is None or ({' and '.join(extra)}))")

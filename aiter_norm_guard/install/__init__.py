@@ -1,0 +1,1 @@
+"""The per-process install: post-import hooks, the patch record, live instances, status."""

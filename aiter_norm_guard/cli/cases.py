@@ -84,8 +84,13 @@ CASES: tuple[Case, ...] = (
     Case("qkv_q_view", RMS, "Q slice of packed QKV, (T, 32, 128) stride (6144, 128, 1)", _inputs("q")),
     Case("qkv_k_view", RMS, "K slice of packed QKV, (T, 8, 128) at offset 4096", _inputs("k")),
     Case("residual_path", RMS, "Q view with a (T, 32, 128) residual", _inputs("q", residual=True)),
-    Case("post_residual_path", RMS, "Q view, residual, post_residual_addition",
-         _inputs("q", residual=True, post=True), uses_post=True),
+    Case(
+        "post_residual_path",
+        RMS,
+        "Q view, residual, post_residual_addition",
+        _inputs("q", residual=True, post=True),
+        uses_post=True,
+    ),
     Case("zero_rows", RMS, "(0, 4096) activation: an idle batch", _inputs("zero")),
     Case("zero_rows_residual", RMS, "(0, 4096) activation with residual", _inputs("zero", residual=True)),
     Case("dtype_mismatch", RMS, "fp32 weight, bf16 (T, 4096) activation (RL on-policy norms)", _inputs("2d", wdt=True)),
@@ -111,8 +116,14 @@ def weight(hidden: int, dtype: torch.dtype, device: torch.device | None = None, 
     return (base + 0.1 * torch.randn(hidden, generator=gen)).to(device=device, dtype=dtype)
 
 
-def make_module(layernorm: Any, entry: str, hidden: int, dtype: torch.dtype, weight_dtype: torch.dtype | None = None,
-                device: torch.device | None = None) -> Any:  # fmt: skip
+def make_module(
+    layernorm: Any,
+    entry: str,
+    hidden: int,
+    dtype: torch.dtype,
+    weight_dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+) -> Any:
     """The entry's sglang module (from ``layernorm``, sglang's module) with seeded weights.
 
     Weights are set the way sglang's loaders do (``weight_loader`` where the module has one,

@@ -1,10 +1,19 @@
 """``selftest``: run the installed sglang's real norm entries on the contract cases, unguarded and guarded.
 
 On a GPU (ROCm with aiter by default, or ``--device``) it uses the kernels sglang imported, says
-which device and which ``aiter`` they came from, and runs each unguarded call in a child
-process so a memory fault cannot take the selftest down.  Elsewhere it uses the memory-faithful
-kernel double and says so ("emulated") in every report.  Each case runs only where the
-installed sglang has the entry's aiter branch and selected it.
+which device and which ``aiter`` they came from, and runs the unguarded calls in child processes
+so a memory fault cannot take the selftest down.  Elsewhere it uses the memory-faithful kernel
+double and says so ("emulated") in every report.  Each case runs only where the installed sglang
+has the entry's aiter branch and selected it.
+
+Isolation without a re-import per case: a child (:func:`worker_main`) imports sglang once and runs
+the cases it is given one after another, one protocol line per case on its stdout as each ends.
+A child that dies in a case (a memory fault aborts the process on ROCm) has that case recorded as
+its fault, with its exit code and last stderr line; one whose device is no longer usable after a
+caught fault (CUDA / HIP errors are sticky per process) reports that case and exits.  Either way
+the remaining cases go to a fresh child, so one crash never decides another case's result.  Up to
+``jobs`` children run side by side (each its own process and device context), started before the
+parent imports sglang itself.
 """
 
 from __future__ import annotations
@@ -13,6 +22,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
+from collections import deque
 from typing import Any
 
 import torch
@@ -21,6 +33,10 @@ from aiter_norm_guard.cli.cases import BY_NAME, CASES, Case, CaseInputs, describ
 from aiter_norm_guard.cli.selftest_report import err_text
 
 FAULT_EXIT = 3
+PROTOCOL = "@@aiter-norm-guard-selftest "  #: a child's result lines start with this (sglang may print too)
+CASE_TIMEOUT_S = 600  #: a child that gives no result for a case in this long is killed: that case is its fault
+MAX_JOBS = 8
+WORKER = "from aiter_norm_guard.cli.selftest import worker_main; worker_main({tokens}, {emulated!r})"  #: child code
 
 
 def real_rocm() -> bool:
@@ -90,38 +106,196 @@ def _unguarded(original: Any, norm: Any, inp: CaseInputs, want: Any, tol: float 
     return "wrong", err_text(_max_err(got, want))
 
 
-def _unguarded_isolated(name: str, tokens: int, emulated: bool) -> tuple[str, str]:
-    """Run one unguarded case in a child interpreter; a crash there is reported as a fault."""
-    code = f"from aiter_norm_guard.cli.selftest import child_main; child_main({name!r}, {tokens}, {emulated!r})"
-    env = {**os.environ, "AITER_NORM_GUARD": "0"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode == 0 and proc.stdout.strip():
-        outcome, detail = json.loads(proc.stdout.strip().splitlines()[-1])
-        return outcome, detail
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:90]
-    return "fault", f"child exit {proc.returncode}: {tail}"
-
-
 def _original(layernorm: Any, case: Case) -> Any:
-    from aiter_norm_guard.patching.guard import original_of
+    from aiter_norm_guard.guard.guard import original_of
 
     cls, attr = case.entry.split(".")
     fn = getattr(getattr(layernorm, cls), attr)
     return original_of(fn) or fn
 
 
-def child_main(name: str, tokens: int, emulated: bool = False) -> None:
-    """Child-process body of an isolated unguarded case (guard off in this process)."""
+def _say(message: dict[str, Any]) -> None:
+    sys.stdout.write(PROTOCOL + json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _device_usable(emulated: bool) -> bool:
+    """Whether this process's device still runs work (a sticky CUDA / HIP error poisons the context)."""
+    if emulated:  # the double's faults are exceptions: nothing is left behind
+        return True
+    try:
+        torch.cuda.synchronize()
+        return bool(torch.ones(1, device="cuda").add_(1).sum().item() == 2)
+    except Exception:
+        return False
+
+
+def worker_main(tokens: int, emulated: bool = False) -> None:
+    """A child's body (guard off in it): import sglang once, then for each case name read from stdin run
+    the case unguarded and print one protocol line ``{"case", "outcome", "detail", "healthy"}``.  After a
+    fault that left the device unusable it exits: the parent gives the rest to a fresh child."""
     if emulated:
-        from aiter_norm_guard_emulation import EmulatedRocm
+        from aiter_norm_guard.emulation import EmulatedRocm
 
         EmulatedRocm().activate()
     import sglang.srt.layers.layernorm as ln
 
-    case = BY_NAME[name]
-    norm, inp = _build(ln, case, tokens, torch.device("cpu" if emulated else "cuda"))
-    want = norm.forward_native(*inp.args())
-    print(json.dumps(_unguarded(_original(ln, case), norm, inp, want, tolerance(case))))
+    device = torch.device("cpu" if emulated else "cuda")
+    _say({"ready": True})
+    for line in sys.stdin:
+        name = line.strip()
+        if not name:
+            continue
+        try:
+            case = BY_NAME[name]
+            norm, inp = _build(ln, case, tokens, device)
+            want = norm.forward_native(*inp.args())
+            outcome, detail = _unguarded(_original(ln, case), norm, inp, want, tolerance(case))
+            del norm, inp, want
+        except Exception as exc:  # the case itself could not be set up here (the parent's row says why)
+            outcome, detail = "fault", f"child: {type(exc).__name__}: {exc}"[:120]
+        healthy = outcome != "fault" or _device_usable(emulated)
+        _say({"case": name, "outcome": outcome, "detail": detail, "healthy": healthy})
+        if not healthy:
+            return
+
+
+class _Child:
+    """One worker child: started at once (it imports while the parent works), fed one case at a time."""
+
+    def __init__(self, tokens: int, emulated: bool) -> None:
+        code = WORKER.format(tokens=tokens, emulated=emulated)
+        env = {**os.environ, "AITER_NORM_GUARD": "0"}
+        self.err = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            text=True,
+            env=env,
+            bufsize=1,
+        )
+
+    def run(self, name: str, timeout: float) -> tuple[str, str, bool]:
+        """(outcome, detail, whether this child takes another case)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(name + "\n")
+            self.proc.stdin.flush()
+        except OSError:  # it died already (in its imports): reading says how
+            pass
+        timer = threading.Timer(timeout, self.proc.kill)
+        timer.start()
+        ready = False
+        try:
+            for line in self.proc.stdout:
+                if not line.startswith(PROTOCOL):
+                    continue
+                msg = json.loads(line[len(PROTOCOL) :])
+                ready = ready or bool(msg.get("ready"))
+                if msg.get("case") == name:
+                    return str(msg["outcome"]), str(msg["detail"]), bool(msg["healthy"])
+        finally:
+            timer.cancel()
+        rc = self.proc.wait()
+        self.err.seek(0)
+        tail = ([ln for ln in self.err.read().splitlines() if ln.strip()] or ["no output"])[-1][:90]
+        if not ready:
+            return "fault", f"child exit {rc} before the case ran: {tail}", False
+        return "fault", f"child exit {rc}: {tail}", False
+
+    def close(self, now: bool = False) -> None:
+        """End the child: at once (``now``: one never given a case, maybe still importing), else when its
+        loop ends."""
+        try:
+            if now:
+                self.proc.kill()
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()  # the child's loop ends
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.err.close()
+
+
+def default_jobs(cases: int) -> int:
+    """Children side by side: one per two cores, at most ``MAX_JOBS`` and one per case."""
+    return max(1, min(cases, MAX_JOBS, (os.cpu_count() or 1) // 2))
+
+
+class Isolation:
+    """The unguarded cases in child processes: ``jobs`` lanes, each a child that takes cases from one queue
+    until it dies or its device is poisoned, then a fresh child (only while cases remain)."""
+
+    def __init__(self, tokens: int, emulated: bool, jobs: int) -> None:
+        self.tokens, self.emulated, self.jobs = tokens, emulated, max(1, jobs)
+        self.children = 0  # started, in all
+        self._lock = threading.Lock()
+        self._spare = [self._spawn() for _ in range(self.jobs)]  # importing while the parent imports
+        self._queue: deque[str] = deque()
+        self._threads: list[threading.Thread] = []
+        self.results: dict[str, tuple[str, str]] = {}
+
+    def _spawn(self) -> _Child:
+        with self._lock:
+            self.children += 1
+        return _Child(self.tokens, self.emulated)
+
+    def _next(self) -> str | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    def _lane(self, child: _Child | None) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        break
+                if child is None:
+                    child = self._spawn()
+                name = self._next()
+                if name is None:
+                    break
+                outcome, detail, alive = child.run(name, CASE_TIMEOUT_S)
+                with self._lock:
+                    self.results[name] = (outcome, detail)
+                if not alive:
+                    child.close()
+                    child = None
+        finally:
+            if child is not None:
+                child.close()
+
+    def start(self, names: list[str]) -> None:
+        """Run ``names`` (in order, over the lanes) in the background."""
+        self._queue.extend(names)
+        lanes = min(self.jobs, len(names))
+        spare, self._spare = self._spare, []
+        for child in spare[lanes:]:
+            child.close(now=True)
+        self._threads = [threading.Thread(target=self._lane, args=(c,), daemon=True) for c in spare[:lanes]]
+        for t in self._threads:
+            t.start()
+
+    def finish(self) -> dict[str, tuple[str, str]]:
+        """Wait for the cases; each case's (outcome, detail)."""
+        for t in self._threads:
+            t.join()
+        return self.results
+
+    def close(self) -> None:
+        """Stop what is left (an early return of ``run``)."""
+        with self._lock:
+            self._queue.clear()
+        for child in self._spare:
+            child.close(now=True)
+        self._spare = []
+        self.finish()
 
 
 def _not_applicable(ln: Any, case: Case, state: dict[str, Any] | None, version: str | None) -> str | None:
@@ -138,29 +312,54 @@ def _not_applicable(ln: Any, case: Case, state: dict[str, Any] | None, version: 
 
 
 def run(
-    tokens: int = 2048, emulated: bool | None = None, isolate: bool | None = None, cases: list[str] | None = None
+    tokens: int = 2048,
+    emulated: bool | None = None,
+    isolate: bool | None = None,
+    cases: list[str] | None = None,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Run the cases (all by default) unguarded and guarded; return the report (see ``format_table``)."""
-    from aiter_norm_guard.bootstrap import settings
-
+    """Run the cases (all by default) unguarded and guarded; return the report (see ``format_table``).
+    ``jobs``: isolated children side by side (default: :func:`default_jobs`)."""
     unknown = sorted(set(cases or ()) - set(BY_NAME))
     if unknown:
         raise ValueError(f"unknown case(s) {unknown}; known: {sorted(BY_NAME)}")
     if tokens < 1:
         raise ValueError(f"--tokens must be at least 1 (got {tokens}); zero rows are a case of their own")
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs must be at least 1 (got {jobs})")
     emulated = (not real_rocm()) if emulated is None else emulated
     isolate = (not emulated) if isolate is None else isolate
+    wanted = len(set(cases)) if cases else len(CASES)
+    pool = Isolation(tokens, emulated, jobs or default_jobs(wanted)) if isolate else None  # importing meanwhile
+    try:
+        report = _run(tokens, emulated, cases, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+    if pool is not None:
+        report["isolation"] = {"children": pool.children, "jobs": pool.jobs}
+    return report
+
+
+def _run(tokens: int, emulated: bool, cases: list[str] | None, pool: Isolation | None) -> dict[str, Any]:
+    from aiter_norm_guard.bootstrap import settings
+
     if emulated:
-        from aiter_norm_guard_emulation import EmulatedRocm
+        from aiter_norm_guard.emulation import EmulatedRocm
 
         EmulatedRocm().activate()
     import aiter_norm_guard
 
     status = aiter_norm_guard.install(force=True)
     flag = settings.enabled()
-    report: dict[str, Any] = {"mode": "emulated" if emulated else "device", "tokens": tokens, "cases": [],
-                              "guard_enabled_in_env": flag.value, "env_reason": flag.reason,
-                              "passed": False}  # fmt: skip
+    report: dict[str, Any] = {
+        "mode": "emulated" if emulated else "device",
+        "tokens": tokens,
+        "cases": [],
+        "guard_enabled_in_env": flag.value,
+        "env_reason": flag.reason,
+        "passed": False,
+    }
     if status.get("error"):  # e.g. wrapt missing: sglang imported from now on would stay unguarded
         report["error"] = f"the guard cannot install in this interpreter: {status['error']}"
         return report
@@ -185,6 +384,7 @@ def run(
         return report
     device = torch.device("cpu" if emulated else "cuda")
     skipped: list[dict[str, str]] = []
+    built: list[tuple[dict[str, Any], Case, Any, CaseInputs, Any]] = []
     for case in CASES:
         if cases and case.name not in cases:
             continue
@@ -192,7 +392,23 @@ def run(
         if why is not None:
             skipped.append({"case": case.name, "entry": case.entry, "reason": why})
             continue
-        report["cases"].append(_run_case(ln, case, _original(ln, case), tokens, device, emulated, isolate))
+        row, made = _prepare(ln, case, tokens, device)
+        report["cases"].append(row)
+        if made is not None:
+            built.append((row, case, *made))
+    if pool is not None:  # the children run the unguarded calls while this process runs the guarded ones
+        pool.start([case.name for _, case, *_ in built])
+    for row, case, norm, inp, want in built:
+        tol = tolerance(case)
+        if pool is None:
+            row["unguarded"], row["unguarded_detail"] = _unguarded(_original(ln, case), norm, inp, want, tol)
+        _guarded(row, case, norm, inp, want, tol)
+    if pool is not None:
+        results = pool.finish()
+        for row, case, *_ in built:
+            before, detail = results.get(case.name, ("fault", "no result from the children"))
+            row["unguarded"] = before
+            row["unguarded_detail"] = row.get("unguarded_detail") or detail  # a guarded failure's text first
     report["not_applicable_cases"] = skipped
     report["requested"] = list(cases) if cases else None
     if not report["cases"]:
@@ -201,27 +417,36 @@ def run(
     return report
 
 
-def _run_case(ln: Any, case: Case, original: Any, tokens: int, device: torch.device, emulated: bool,
-              isolate: bool) -> dict[str, Any]:  # fmt: skip
-    """One case, unguarded and guarded, as a report row."""
-    row: dict[str, Any] = {"case": case.name, "entry": case.entry, "description": case.description, "x": "-",
-                           "residual": "-"}  # fmt: skip
+def _prepare(ln: Any, case: Case, tokens: int, device: torch.device) -> tuple[dict[str, Any], tuple[Any, ...] | None]:
+    """The case's report row, and its (module, inputs, forward_native's result); None where it cannot be built."""
+    row: dict[str, Any] = {
+        "case": case.name,
+        "entry": case.entry,
+        "description": case.description,
+        "x": "-",
+        "residual": "-",
+    }
     try:  # the installed sglang's own module and reference result
         norm, inp = _build(ln, case, tokens, device)
         want = norm.forward_native(*inp.args())
     except Exception as exc:
-        row.update(unguarded="n/a", guarded="fail", max_abs_error=None,
-                   unguarded_detail=f"cannot build the case here: {type(exc).__name__}: {exc}")  # fmt: skip
-        return row
-    tol = tolerance(case)
-    before, detail = (
-        _unguarded_isolated(case.name, tokens, emulated) if isolate else _unguarded(original, norm, inp, want, tol)
-    )
+        row.update(
+            unguarded="n/a",
+            guarded="fail",
+            max_abs_error=None,
+            unguarded_detail=f"cannot build the case here: {type(exc).__name__}: {exc}",
+        )
+        return row, None
+    row.update(x=describe(inp.x), residual=describe(inp.residual), unguarded="n/a", unguarded_detail="")
+    return row, (norm, inp, want)
+
+
+def _guarded(row: dict[str, Any], case: Case, norm: Any, inp: CaseInputs, want: Any, tol: float | None) -> None:
+    """The guarded call of the case into ``row``."""
     try:
         got = getattr(norm, case.entry.split(".")[1])(*inp.args())
         after, err = ("ok" if _close(got, want, tol) else "fail"), _max_err(got, want)
     except Exception as exc:
-        after, err, detail = "fail", None, f"guarded raised {type(exc).__name__}: {exc}"
-    row.update(x=describe(inp.x), residual=describe(inp.residual), unguarded=before, unguarded_detail=detail,
-               guarded=after, max_abs_error=err)  # fmt: skip
-    return row
+        after, err = "fail", None
+        row["unguarded_detail"] = f"guarded raised {type(exc).__name__}: {exc}"
+    row.update(guarded=after, max_abs_error=err)

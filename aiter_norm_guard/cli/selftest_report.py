@@ -40,6 +40,13 @@ def format_table(report: dict[str, Any], colour: bool = False) -> str:
         lines += [f"{c['case']:24} n/a: {c['reason']}" for c in skipped]
     elif skipped:
         lines.append(f"not applicable here: {', '.join(c['case'] for c in skipped)}")
+    iso = report.get("isolation")
+    if iso and report["cases"]:
+        lines.append(
+            f"unguarded calls isolated: {iso['children']} child process(es), "
+            f"up to {iso['jobs']} side by side; "
+            "a child that faults is replaced for the cases left"
+        )
     if "not_applicable" in report:
         return "\n".join([*lines, f"NOT APPLICABLE: {report['not_applicable']}"])
     verdict = "PASS: every case matches forward_native with the guard" if report["passed"] else "FAIL"

@@ -29,8 +29,13 @@ GOAL_RELEASES = ("0.5.16", "0.5.23")
 def worker(release: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AITER_NORM_GUARD", "SGLANG_"))}
     env.update(AITER_NORM_GUARD="0", PYTHONPATH=str(ROOT / ".envs" / f"sglang-{release}"))
-    proc = subprocess.run([sys.executable, "-P", "-W", "ignore", str(ROOT / "benchmarks" / "_worker.py"), release],
-                          env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-P", "-W", "ignore", str(ROOT / "benchmarks" / "_worker.py"), release],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"worker {release} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -111,28 +116,49 @@ def _copies(c: dict[str, Any] | None) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [f"Python time per call, guard vs the release's own entry (kernels: no-ops; {result['shape']} bf16; "
-             "one process per release, interleaved, min of repeats)", ""]  # fmt: skip
+    lines = [
+        f"Python time per call, guard vs the release's own entry (kernels: no-ops; {result['shape']} bf16; "
+        "one process per release, interleaved, min of repeats)",
+        "",
+    ]
     for release, table in result["tables"].items():
-        lines += [f"### sglang {release}", "", "| class | release ns | guard ns | guard / release | goal | "
-                  "copies guard / release |", "| --- | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
+        lines += [
+            f"### sglang {release}",
+            "",
+            "| class | release ns | guard ns | guard / release | goal | copies guard / release |",
+            "| --- | ---: | ---: | ---: | --- | --- |",
+        ]
         for row in table:
             met = "-" if row["goal"] is None else f"<= {row['goal']}: {'met' if row['met'] else 'NOT met'}"
-            lines.append(f"| {row['class']} | {row['release_ns']:.0f} | {row['guard_ns']:.0f} | {row['ratio']:.2f} | "
-                         f"{met} | {_copies(row['copies'])} |")  # fmt: skip
+            lines.append(
+                f"| {row['class']} | {row['release_ns']:.0f} | {row['guard_ns']:.0f} | {row['ratio']:.2f} | "
+                f"{met} | {_copies(row['copies'])} |"
+            )
         fix = result["residual_fix"].get(release)
         if fix:
-            lines += ["", f"Residual path: the guard adds {fix['guard_adds_ns']:.0f} ns to {release}'s own call; "
-                      "0.5.19's full fix (its forward_aiter in this process) adds "
-                      f"{fix['fix_adds_ns']:.0f} ns."]  # fmt: skip
+            lines += [
+                "",
+                f"Residual path: the guard adds {fix['guard_adds_ns']:.0f} ns to {release}'s own call; "
+                "0.5.19's full fix (its forward_aiter in this process) adds "
+                f"{fix['fix_adds_ns']:.0f} ns.",
+            ]
         kinds = result["weight_kinds"].get(release) or []
-        lines += ["", "Weight kinds: the guard's overhead (ns) against a Parameter weight's (no cliff: <= 1.2): "
-                  + "; ".join(f"{k['weight']} {k['overhead_ns']:.0f} / {k['parameter_ns']:.0f} = {k['ratio']:.2f}"
-                              for k in kinds)]  # fmt: skip
+        lines += [
+            "",
+            "Weight kinds: the guard's overhead (ns) against a Parameter weight's (no cliff: <= 1.2): "
+            + "; ".join(
+                f"{k['weight']} {k['overhead_ns']:.0f} / {k['parameter_ns']:.0f} = {k['ratio']:.2f}" for k in kinds
+            ),
+        ]
         steps = result["ablation"].get(release) or []
         if steps and release in GOAL_RELEASES:
-            lines += ["", f"Where the residual path's time goes on {release} (each check added in place, ns):", "",
-                      "| check | ns |", "| --- | ---: |"]  # fmt: skip
+            lines += [
+                "",
+                f"Where the residual path's time goes on {release} (each check added in place, ns):",
+                "",
+                "| check | ns |",
+                "| --- | ---: |",
+            ]
             lines += [f"| `{a['check']}` | {a['adds_ns']:+.0f} |" for a in steps]
         lines.append("")
     lines += ["Interpreter start-up (`python -c pass`, median ms)", ""]

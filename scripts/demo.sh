@@ -5,6 +5,6 @@
 # rows, rank-3 inputs fault without the guard, and every case matches forward_native with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh 0.5.10   # the base venv and the one overlay the selftest runs on (not every release's)
 bash scripts/wheel-venv.sh
 PYTHONPATH=.envs/sglang-0.5.10 .cache/wheel-venv/bin/python -P -W ignore -m aiter_norm_guard selftest "$@"

@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/wheel-venv.sh
 PY=.cache/wheel-venv/bin/python
-echo "== lint"
+echo "== lint and format"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "== tests (sglang 0.5.10, package from the built wheel)"
 rc=0
 ignore=$("$PY" -P -c 'import runpy; print(" ".join(f"--ignore=tests/{f}" for f in runpy.run_path("scripts/matrix.py")["MATRIX_FILES"]))')

@@ -10,8 +10,9 @@ from typing import Any
 from aiter_norm_guard._fork import ForkSafeLock
 from aiter_norm_guard._log import log_once
 from aiter_norm_guard.bootstrap import settings, startup
-from aiter_norm_guard.patching import interventions
-from aiter_norm_guard.patching.patcher import PATCHER
+from aiter_norm_guard.guard import interventions
+from aiter_norm_guard.install import hooks
+from aiter_norm_guard.install.patcher import PATCHER
 
 #: How the guard got into this process, in order: import, env-bootstrap, sglang-plugin, api, cli.
 SOURCES: list[str] = []
@@ -111,6 +112,7 @@ _SECTIONS: tuple[tuple[str, Callable[[], Any], Any], ...] = (
     ("installed", lambda: PATCHER.wanted, None),
     ("sources", lambda: list(SOURCES), []),
     ("row_strided", lambda: PATCHER.allow_row_stride, None),
+    ("hooks", lambda: hooks.state(), {"mechanism": None, "watched": {}}),
     ("sglang", lambda: sglang_info(), {"installed": None, "version": None, "location": None}),
     ("layernorm_imported", lambda: "sglang.srt.layers.layernorm" in sys.modules, None),
     ("targets", lambda: PATCHER.report(), []),
@@ -124,7 +126,10 @@ def status() -> dict[str, Any]:
 
     ``interventions``: how often the guard changed a call in this process, per entry and reason
     (also ``aiter_norm_guard_interventions_total`` on sglang's ``/metrics`` with ``--enable-metrics``).
-    ``error``: why the guard cannot hook imports, or which parts of this report could not be read.
+    ``hooks``: the one import-hook mechanism (wrapt's post-import hooks), each watched module and what
+    its hook fires on (import, reload, fresh import), and which are armed for their next execution.
+    ``error``: where there is no hook (wrapt not importable), exactly what that leaves unguarded: only
+    the modules imported when ``install()`` ran are patched; or which parts of this report could not be read.
     """
     out: dict[str, Any] = {}
     errors: list[str] = []

@@ -2,8 +2,9 @@
 
 Exit codes (2 is a usage error everywhere; ``run`` exits with its command's status):
 
-- ``doctor``: 1 when an entry is exposed (present, with an aiter branch) and some way of
-  starting sglang (launch_server, serve, Engine, bench_one_batch, ...) would run it unguarded,
+- ``doctor`` (its first line: the verdict in one sentence, with the fix): 1 when an entry is exposed
+  (present, with an aiter branch) and some way of starting sglang (launch_server, serve, Engine,
+  bench_one_batch, ...; not one that cannot start in this Python: --use-ray without ray) would run it unguarded,
   whatever the reason (AITER_NORM_GUARD=0, wrapt missing, no start-up file, a way that does not
   load sglang's plugins), which the verdict says; 1 when it cannot tell; 0 when every way is
   protected or there is nothing to guard, or when this host takes no aiter path (torch is not a
@@ -13,7 +14,7 @@ Exit codes (2 is a usage error everywhere; ``run`` exits with its command's stat
   true, false, or null where no case applies (nothing ran).
 
 --json output is strict JSON (no NaN: a missing number is null).  A closed pipe
-(``doctor | head``) ends the command quietly.
+(``doctor | head -1``) ends the command quietly, with the exit code its answer has.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ DOCTOR_EXIT = (
     "aiter is not installed: sglang here cannot reach an aiter kernel). A way whose model processes need not "
     "inherit your environment (Ray's workers) is protected by AITER_NORM_GUARD=1 only if the Ray cluster's "
     "workers run with it, which doctor cannot see: cannot tell (1) unless sglang's plugin loading reaches them; "
-    "--ways narrows the verdict to the ways you use."
+    "where ray is not importable here, --use-ray cannot start from this Python and is not held against it. "
+    "--ways narrows the verdict to the ways you use. The first line is the verdict in one sentence, with the fix; "
+    "the details follow. A closed pipe (doctor | head -1) keeps the exit status."
 )
 
 
@@ -49,7 +52,11 @@ def strict(value: Any) -> Any:
 
 
 def _emit(data: dict[str, Any], as_json: bool, table: str) -> None:
-    print(json.dumps(strict(data), indent=2, default=str, allow_nan=False) if as_json else table)
+    """Print the answer; a reader that went away (``doctor | head -1``) is not an error: the exit code stays."""
+    try:
+        print(json.dumps(strict(data), indent=2, default=str, allow_nan=False) if as_json else table, flush=True)
+    except BrokenPipeError:  # nothing left to say to it; what is still buffered goes nowhere at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _status_table(s: dict[str, Any]) -> str:
@@ -79,24 +86,38 @@ def _parser() -> argparse.ArgumentParser:
         description=DOCTOR_EXIT,
     )
     doc.add_argument("--json", action="store_true")
-    doc.add_argument("--as-rocm", action="store_true",
-                     help="judge as if on a ROCm host with aiter, whatever this host's torch and aiter are "
-                     "(e.g. to vet an image before deploying it to ROCm)")  # fmt: skip
-    doc.add_argument("--ways", help="comma-separated ways of starting sglang to judge (those you use, e.g. "
-                     "launch_server,Engine); default: every way this sglang has")  # fmt: skip
+    doc.add_argument(
+        "--as-rocm",
+        action="store_true",
+        help="judge as if on a ROCm host with aiter, whatever this host's torch and aiter are "
+        "(e.g. to vet an image before deploying it to ROCm)",
+    )
+    doc.add_argument(
+        "--ways",
+        help="comma-separated ways of starting sglang to judge (those you use, e.g. "
+        "launch_server,Engine); default: every way this sglang has",
+    )
     st = sub.add_parser("selftest", help="prove the fix on this machine's device")
     st.add_argument("--json", action="store_true")
     st.add_argument("--tokens", type=_positive, default=2048)
     mode = st.add_mutually_exclusive_group()
     mode.add_argument("--emulated", action="store_true", default=None, help="use the CPU kernel double even on ROCm")
     mode.add_argument(
-        "--device", dest="emulated", action="store_false",
-        help="run on the GPU with the aiter sglang imports (the report names the GPU and where its kernels came from)"
+        "--device",
+        dest="emulated",
+        action="store_false",
+        help="run on the GPU with the aiter sglang imports (the report names the GPU and where its kernels came from)",
     )
     st.add_argument(
         "--isolate", action="store_true", default=None, help="run unguarded cases in child processes (default on a GPU)"
     )
     st.add_argument("--cases", help="comma-separated case names (default: all)")
+    st.add_argument(
+        "--jobs",
+        type=_positive,
+        default=None,
+        help="isolated children side by side (default: one per two cores, at most 8)",
+    )
     stat = sub.add_parser("status", help="print status() of a process that imported the guard")
     stat.add_argument("--json", action="store_true")
     sub.add_parser("run", help="run -- COMMAND...: run a command with the guard on in it and its children")
@@ -116,7 +137,9 @@ def _selftest(args: argparse.Namespace) -> int:
         return fail("--device needs a GPU; none is visible")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
     try:
-        report = selftest.run(tokens=args.tokens, emulated=args.emulated, isolate=args.isolate, cases=cases)
+        report = selftest.run(
+            tokens=args.tokens, emulated=args.emulated, isolate=args.isolate, cases=cases, jobs=args.jobs
+        )
     except ValueError as exc:
         return fail(str(exc))
     report["exit_code"] = selftest_report.exit_code(report)  # --json: the verdict without reading `passed`
@@ -160,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _dispatch(sys.argv[1:] if argv is None else argv)
         sys.stdout.flush()
         return code
-    except BrokenPipeError:  # the reader went away (doctor | head): nothing left to say to it
+    except BrokenPipeError:  # a reader gone before a write other than the answer (_emit keeps the answer's code)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:  # stdout full or broken otherwise

@@ -10,18 +10,17 @@ On a host that takes no aiter path (torch not a ROCm build, no aiter) sglang is 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from aiter_kernel_contracts.needs import needs, still_needed
 from aiter_norm_guard.bootstrap import settings, startup
 from aiter_norm_guard.bootstrap.api import sglang_info
 from aiter_norm_guard.cli import protection
 from aiter_norm_guard.cli.host import _spec_dir, aiter_routing, no_aiter_path, torch_info
-from aiter_norm_guard.patching import interventions
+from aiter_norm_guard.guard import interventions
+from aiter_norm_guard.kernels.needs import needs, still_needed
 from aiter_norm_guard.targets import LAYERNORM, TARGETS, Target, entrypoints, source_scan
-from aiter_norm_guard.targets.callsites import CALL_SITES, GUARDED
+from aiter_norm_guard.targets.callsites import CALL_SITES, GUARDED, module_name, present_sites
 from aiter_norm_guard.targets.upstream import UPSTREAM, upstream_in_source
 
 DIFFUSION = "sglang.multimodal_gen."  #: modules of the diffusion runtime (its own processes and plugins)
@@ -32,20 +31,16 @@ class UnknownWay(ValueError):
     """``--ways`` names a way of starting sglang this sglang does not have (a usage error)."""
 
 
-def version_tuple(v: str | None) -> tuple[int, ...]:
-    """Release numbers only: ``0.5.3rc0`` -> (0, 5, 3), ``0.5.10.post1`` -> (0, 5, 10)."""
-    out = []
-    for part in (v or "").split(".")[:3]:
-        digits = re.match(r"\d+", part)
-        out.append(int(digits.group()) if digits else 0)
-    return tuple(out)
-
-
 def inspect_target(root: Path, target: Target) -> dict[str, Any]:
     """One entry, read from its module's source under sglang's package directory ``root``."""
     path = root.joinpath(*target.module.split(".")[1:]).with_suffix(".py")
-    out: dict[str, Any] = {"name": target.name, "kernel": target.kernel, "file": str(path), "present": False,
-                           "runtime": "diffusion" if target.module.startswith(DIFFUSION) else "srt"}
+    out: dict[str, Any] = {
+        "name": target.name,
+        "kernel": target.kernel,
+        "file": str(path),
+        "present": False,
+        "runtime": "diffusion" if target.module.startswith(DIFFUSION) else "srt",
+    }
     if not path.is_file():
         if target.module == LAYERNORM:  # every sglang has it: its absence is a broken install
             out["error"] = f"cannot read {path}: the file is missing"
@@ -79,33 +74,59 @@ def guard_checks(tree: Any, target: Target) -> dict[str, Any]:
 
 
 def call_sites(root: Path | None) -> list[dict[str, Any]]:
-    """Every aiter norm call site of released sglang (``targets.callsites``): in this sglang?, guarded or why not."""
-    out = []
-    for site in CALL_SITES:
-        rels = [Path(*m.split(".")[1:]) for m in site.module.split("|")]
-        present = root is not None and any(
-            (root / r).with_suffix(".py").is_file() or (root / r / "__init__.py").is_file() for r in rels
-        )
-        out.append({"site": site.site, "module": site.module, "present": present, "status": site.status,
-                    "guards": list(site.guards), "why": site.why})  # fmt: skip
-    return out
+    """Every aiter norm call site of released sglang (``targets.callsites``): does this sglang make its aiter
+    call (read from its source), guarded or why not."""
+    found = present_sites(root) if root is not None else [False] * len(CALL_SITES)
+    return [
+        {
+            "site": site.site,
+            "modules": [module_name(f) for f in site.files],
+            "present": present,
+            "status": site.status,
+            "guards": list(site.guards),
+            "why": site.why,
+        }
+        for site, present in zip(CALL_SITES, found, strict=True)
+    ]
 
 
-def _verdict(sg: dict[str, Any], targets: list[dict[str, Any]], ways: list[dict[str, Any]],
-             ln: dict[str, Any], no_path: str | None) -> tuple[str, bool]:  # fmt: skip
+def _verdict(
+    sg: dict[str, Any],
+    targets: list[dict[str, Any]],
+    ways: list[dict[str, Any]],
+    ln: dict[str, Any],
+    no_path: str | None,
+) -> tuple[str, bool, str]:
+    """(the verdict, ok, its one-line form: the verdict in a short sentence, and the fix where there is one)."""
     unreadable = [t for t in targets if "error" in t]
     exposed = [t["name"] for t in targets if t.get("present") and t.get("aiter_branch")]
     if sg["installed"] is False:
-        return "nothing to guard: sglang is not installed in this interpreter", True
+        return (
+            "nothing to guard: sglang is not installed in this interpreter",
+            True,
+            "nothing to guard: this Python has no sglang (run doctor with the Python that runs sglang)",
+        )
     if no_path:
-        return (f"this host takes no aiter path ({no_path}): sglang here is not affected; the listing below is "
-                "what a ROCm host with this sglang would need (--as-rocm judges it so)"), True
+        return (
+            (
+                f"this host takes no aiter path ({no_path}): sglang here is not affected; the listing below is "
+                "what a ROCm host with this sglang would need (--as-rocm judges it so)"
+            ),
+            True,
+            f"not affected: this host takes no aiter path ({no_path})",
+        )
     if sg["installed"] is None:
-        return f"cannot tell: {sg['error']}", False
+        return f"cannot tell: {sg['error']}", False, f"cannot tell: {sg['error'].split(': ')[0]}"
     if unreadable:
-        return f"cannot tell: {unreadable[0]['error']}", False
+        t = unreadable[0]
+        what = f"cannot read sglang's {Path(t['file']).name}" if "file" in t else t["error"].split(": ")[0]
+        return f"cannot tell: {t['error']}", False, f"cannot tell: {what}"
     if not exposed:
-        return "nothing to guard (this sglang has no aiter norm entry)", True
+        return (
+            "nothing to guard (this sglang has no aiter norm entry)",
+            True,
+            "nothing to guard: this sglang has no aiter norm entry",
+        )
     return protection.summary(exposed, ways, ln)
 
 
@@ -113,7 +134,7 @@ def interventions_help() -> dict[str, Any]:
     """How to read the guard's interventions (counted in the processes that run the model)."""
     return {
         "in_process": "aiter_norm_guard.status()['interventions'] (per entry and reason, in that process)",
-        "prometheus": f"{interventions.METRIC}_total{{entry,reason}} on sglang's /metrics with --enable-metrics "
+        "prometheus": f"{interventions.METRIC}_total{{entry,reason,mode}} on sglang's /metrics with --enable-metrics "
         "(summed over its processes; needs prometheus_client)",
         "prometheus_client": protection._importable("prometheus_client"),
     }
@@ -143,13 +164,14 @@ def diagnose(only: tuple[str, ...] = (), as_rocm: bool = False) -> dict[str, Any
         raise UnknownWay(f"no such way of starting sglang here: {unknown}; known: {[w['name'] for w in ways]}")
     tr, aiter = torch_info(), aiter_routing()
     no_path = None if as_rocm else no_aiter_path(tr, aiter)
-    verdict, ok = _verdict(sg, targets, [w for w in ways if not only or w["name"] in only], ln, no_path)
+    verdict, ok, headline = _verdict(sg, targets, [w for w in ways if not only or w["name"] in only], ln, no_path)
     warnings = [] if root is not None or sg["installed"] is None else [NO_SGLANG]
     children = startup.children_inherit(raw, use_current=False)
     plugin_route = protection.plugin_open(ln)
     return {
         "verdict": verdict,
         "ok": ok,
+        "headline": headline,  # the verdict in one short line, with the fix where there is one
         "warnings": warnings,
         "host": {"takes_aiter_path": no_path is None, "as_rocm": as_rocm, "why_not": no_path},
         "guard": {"enabled": flag.value, "reason": flag.reason, "row_strided": settings.row_strided().value},
@@ -179,6 +201,8 @@ def _target_line(t: dict[str, Any]) -> str:
 def _way_line(w: dict[str, Any]) -> str:
     if not w["exposed"]:
         return w["route"]
+    if w.get("runs_here") is False:
+        return f"not judged: {w['route']}"
     if w["protected"]:
         return f"protected ({w['route']})"
     if w["protected"] is None and w["reason"].startswith("cannot tell"):
@@ -191,31 +215,53 @@ def _link_rows(ln: dict[str, Any]) -> list[tuple[str, str]]:
     loader = pl["loader"]
     return [
         ("wrapt", f"{wr['version']} (importable)" if wr["importable"] else f"NOT importable: {wr['error']}"),
-        ("start-up file", (ln["startup_file"] or "not installed (install the wheel)")
-         + ("" if ln["startup_module"] or not ln["startup_file"] else f"; {protection.STARTUP_MODULE} NOT importable")),
+        (
+            "start-up file",
+            (ln["startup_file"] or "not installed (install the wheel)")
+            + (
+                ""
+                if ln["startup_module"] or not ln["startup_file"]
+                else f"; {protection.STARTUP_MODULE} NOT importable"
+            ),
+        ),
         ("AITER_NORM_GUARD", ln["AITER_NORM_GUARD"] if ln["AITER_NORM_GUARD"] is not None else "unset"),
-        ("sglang plugin", ("visible" if pl["visible"] else "not visible")
-         + (", allowed" if pl["allowed"] else ", not allowed") + f" (SGLANG_PLUGINS={pl['SGLANG_PLUGINS']}); "
-         + (f"this sglang loads {loader.get('group')}" if loader.get("present") else "this sglang loads no plugins")),
-    ]  # fmt: skip
+        (
+            "sglang plugin",
+            ("visible" if pl["visible"] else "not visible")
+            + (", allowed" if pl["allowed"] else ", not allowed")
+            + f" (SGLANG_PLUGINS={pl['SGLANG_PLUGINS']}); "
+            + (f"this sglang loads {loader.get('group')}" if loader.get("present") else "this sglang loads no plugins"),
+        ),
+    ]
 
 
 def format_table(d: dict[str, Any]) -> str:
-    """``diagnose()`` as aligned ``key  value`` lines."""
+    """``diagnose()``: its one-line verdict first, then the details as aligned ``key  value`` lines."""
     sg, tr, iv = d["sglang"], d["torch"], d["interventions"]
-    rows = [("verdict", d["verdict"])] + [("warning", w) for w in d["warnings"]] + [
-        ("guard", f"{'enabled' if d['guard']['enabled'] else 'disabled'} ({d['guard']['reason']})"),
-        ("row-strided zero-copy", "on" if d["guard"]["row_strided"] else "off"),
-        ("sglang", f"{sg['version']} at {sg['location']}" if sg["installed"]
-         else sg.get("error") or "not installed"),
-    ]
+    rows = (
+        [("verdict", d["verdict"])]
+        + [("warning", w) for w in d["warnings"]]
+        + [
+            ("guard", f"{'enabled' if d['guard']['enabled'] else 'disabled'} ({d['guard']['reason']})"),
+            ("row-strided zero-copy", "on" if d["guard"]["row_strided"] else "off"),
+            (
+                "sglang",
+                f"{sg['version']} at {sg['location']}" if sg["installed"] else sg.get("error") or "not installed",
+            ),
+        ]
+    )
     if d["host"]["as_rocm"]:
         rows.append(("host", "judged as a ROCm host with aiter (--as-rocm), whatever this host's torch and aiter are"))
     rows += [(t["name"], _target_line(t)) for t in d["targets"]]
     here = [c for c in d["call_sites"] if c["present"]]
     guarded = sum(c["status"] == GUARDED for c in here)
-    rows.append(("call sites", f"{len(here)} known aiter norm call sites are in files this sglang has; "
-                 f"{guarded} guarded (the entries above); not by the guard:"))  # fmt: skip
+    rows.append(
+        (
+            "call sites",
+            f"{len(here)} known aiter norm call sites are in this sglang (by their aiter call); "
+            f"{guarded} guarded (the entries above); not by the guard:",
+        )
+    )
     rows += [(f"  {c['site']}", f"{c['status']}: {c['why']}") for c in here if c["status"] != GUARDED]
     rows += [
         ("aiter", f"{d['aiter']['version'] or 'version unknown'}; {d['aiter']['routing']}"),
@@ -223,7 +269,11 @@ def format_table(d: dict[str, Any]) -> str:
     ]
     rows += _link_rows(d["links"])
     rows += [(f"way: {w['name']}", _way_line(w)) for w in d["ways"]]
-    rows += [("interventions", f"{iv['in_process']}; {iv['prometheus']}"
-              + ("" if iv["prometheus_client"] else " (not installed here)"))]  # fmt: skip
+    rows += [
+        (
+            "interventions",
+            f"{iv['in_process']}; {iv['prometheus']}" + ("" if iv["prometheus_client"] else " (not installed here)"),
+        )
+    ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return "\n".join([d["headline"], ""] + [f"{k:<{width}}  {v}" for k, v in rows])

@@ -34,17 +34,30 @@ def torch_info() -> dict[str, Any]:
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        return {"installed": True, "version": None, "hip": None, "cuda": None,
-                "error": f"cannot read {path}: {type(exc).__name__}: {exc}"}  # fmt: skip
+        return {
+            "installed": True,
+            "version": None,
+            "hip": None,
+            "cuda": None,
+            "error": f"cannot read {path}: {type(exc).__name__}: {exc}",
+        }
     values: dict[str, Any] = {}
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)  # fmt: skip
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        )
         value = getattr(node, "value", None)
         if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
             values[target.id] = value.value
-    return {"installed": True, "version": values.get("__version__"), "hip": values.get("hip"),
-            "cuda": values.get("cuda"), "device": "not probed (doctor does not import torch)"}  # fmt: skip
+    return {
+        "installed": True,
+        "version": values.get("__version__"),
+        "hip": values.get("hip"),
+        "cuda": values.get("cuda"),
+        "device": "not probed (doctor does not import torch)",
+    }
 
 
 def aiter_routing() -> dict[str, Any]:

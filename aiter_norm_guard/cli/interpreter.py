@@ -36,7 +36,7 @@ def _shebang(path: str) -> list[str]:
         return []
     words = shlex.split(head[0][2:], posix=True) if head[0][2:].strip() else []
     if words[:1] == ["/bin/sh"] and len(head) > 1 and head[1].startswith("'''exec' "):
-        words = shlex.split(head[1][len("'''exec' "):])[:1]  # pip's launcher for a long interpreter path
+        words = shlex.split(head[1][len("'''exec' ") :])[:1]  # pip's launcher for a long interpreter path
     if words and os.path.basename(words[0]) == "env":
         words = [w for w in words[1:] if not w.startswith("-")]
     return words
@@ -82,5 +82,7 @@ def warning(argv: list[str], env: dict[str, str]) -> str | None:
     if ok is None:
         return f"could not ask {python} whether it loads the guard; it may run unguarded"
     which = "" if os.path.basename(python) == os.path.basename(argv[0]) else f" (which {argv[0]!r} runs)"
-    return (f"{python}{which} has no aiter_norm_guard start-up file: the command will run UNGUARDED. Install "
-            f"the wheel into that interpreter ({python} -m pip install ...), or run it with one that has it")
+    return (
+        f"{python}{which} has no aiter_norm_guard start-up file: the command will run UNGUARDED. Install "
+        f"the wheel into that interpreter ({python} -m pip install ...), or run it with one that has it"
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiter_norm_guard.bootstrap import settings, startup
+from aiter_norm_guard.install import hooks
 from aiter_norm_guard.targets import entrypoints
 
 PLUGIN_GROUP = "sglang.srt.plugins"
@@ -24,8 +25,18 @@ ADVICE = "set AITER_NORM_GUARD=1 for sglang (or start it with `aiter-norm-guard 
 WHEEL = ", with this package installed from its wheel (the start-up file)"
 #: the switch's route for processes that need not inherit the environment (Ray's actors: sglang passes them none)
 RAY_START = "the Ray cluster's workers run with AITER_NORM_GUARD=1 (e.g. `AITER_NORM_GUARD=1 ray start ...`)"
-NOT_INHERITED = (f"cannot tell whether Ray's workers get AITER_NORM_GUARD=1: protected only if {RAY_START}; sglang "
-                 "passes no environment to its Ray actors")  # fmt: skip
+#: what the guard does without wrapt (aiter_norm_guard.install.patcher: no import hook, and status() says the same)
+NO_HOOK = (
+    "the guard cannot hook sglang's imports: it patches only the sglang modules already imported when it "
+    "installs (none where AITER_NORM_GUARD=1 installs it at start-up; where sglang loads it as a plugin, those "
+    "imported before load_plugins()), and a module imported or reloaded after that runs unguarded"
+)
+NOT_INHERITED = (
+    f"cannot tell whether Ray's workers get AITER_NORM_GUARD=1: protected only if {RAY_START}; sglang "
+    "passes no environment to its Ray actors"
+)
+#: ways of starting sglang that need a module of their own in this interpreter: without it they cannot start here
+NEEDS = {"use_ray": "ray"}
 
 
 def _importable(name: str) -> bool:
@@ -41,7 +52,11 @@ def wrapt_link() -> dict[str, Any]:
         import wrapt
 
         ok = callable(getattr(wrapt, "register_post_import_hook", None))
-        out = {"importable": ok, "version": getattr(wrapt, "__version__", None)}
+        out = {
+            "importable": ok,
+            "version": getattr(wrapt, "__version__", None),
+            "hooks_fire_on": hooks.fires_on(getattr(wrapt, "importer", None)) if ok else None,
+        }
         return out if ok else {**out, "error": "wrapt has no register_post_import_hook (needs wrapt >= 1.14)"}
     except Exception as exc:
         return {"importable": False, "version": None, "error": f"{type(exc).__name__}: {exc}"}
@@ -53,9 +68,15 @@ def plugin_link(loader: dict[str, Any]) -> dict[str, Any]:
     # as sglang's load_plugins_by_group: a non-empty value is the whole whitelist (even "," or " ")
     listed = not raw or PLUGIN_NAME in {p.strip() for p in raw.split(",") if p.strip()}
     srt = entry_point(PLUGIN_GROUP)
-    return {"visible": srt["visible"], "loadable": srt["loadable"], "allowed": srt["visible"] and listed,
-            "listed": listed, "SGLANG_PLUGINS": raw or None, "loader": loader,
-            "groups": {PLUGIN_GROUP: srt}}  # fmt: skip
+    return {
+        "visible": srt["visible"],
+        "loadable": srt["loadable"],
+        "allowed": srt["visible"] and listed,
+        "listed": listed,
+        "SGLANG_PLUGINS": raw or None,
+        "loader": loader,
+        "groups": {PLUGIN_GROUP: srt},
+    }
 
 
 def entry_point(group: str) -> dict[str, bool]:
@@ -74,6 +95,7 @@ def links(root: Path | None) -> dict[str, Any]:
         "startup_file": startup.startup_file(),
         "startup_module": _importable(STARTUP_MODULE),
         "plugin": plugin_link(loader),
+        "importable": {m: _importable(m) for m in sorted(set(NEEDS.values()))},  # found, not imported
     }
 
 
@@ -83,7 +105,7 @@ def _blocked(ln: dict[str, Any]) -> str | None:
     if settings.is_off(raw):
         return f"AITER_NORM_GUARD={raw} turns the guard off"
     if not ln["wrapt"]["importable"]:
-        return f"wrapt is not importable here ({ln['wrapt']['error']}): the guard cannot hook sglang's imports"
+        return f"wrapt is not importable here ({ln['wrapt']['error']}): {NO_HOOK}"
     return None
 
 
@@ -93,8 +115,9 @@ def _startup(ln: dict[str, Any]) -> bool:
 
 def _env(ln: dict[str, Any]) -> str | None:
     """The name of the route every Python process reads at start, where it is open."""
-    return "AITER_NORM_GUARD=1 and the start-up file" if settings.is_on(ln["AITER_NORM_GUARD"]) and _startup(ln) \
-        else None  # fmt: skip
+    return (
+        "AITER_NORM_GUARD=1 and the start-up file" if settings.is_on(ln["AITER_NORM_GUARD"]) and _startup(ln) else None
+    )
 
 
 def group_closed(ln: dict[str, Any], group: str) -> str | None:
@@ -115,8 +138,9 @@ def _where(part: dict[str, Any]) -> str:
     return ", ".join(e["where"] for e in part["evidence"] if e["calls"])
 
 
-def _process(p: dict[str, Any], launcher: dict[str, Any], ln: dict[str, Any],
-             env: str | None) -> tuple[bool | None, str]:  # fmt: skip
+def _process(
+    p: dict[str, Any], launcher: dict[str, Any], ln: dict[str, Any], env: str | None
+) -> tuple[bool | None, str]:
     """(protected, the route or the reason) for one kind of model process; ``env``: the switch's route, if open."""
     if any(group_closed(ln, g) is None for g in p["groups"]):
         return True, f"sglang's plugin loading ({_where(p)})"
@@ -131,11 +155,17 @@ def _process(p: dict[str, Any], launcher: dict[str, Any], ln: dict[str, Any],
     if p["groups"]:
         return False, group_closed(ln, p["groups"][0]) or ""
     if up and not p["inherits"]:
-        return False, "its model processes load no plugins and need not inherit the launching process's " \
-            f"environment: protected only if {RAY_START}"  # fmt: skip
+        return (
+            False,
+            "its model processes load no plugins and need not inherit the launching process's "
+            f"environment: protected only if {RAY_START}",
+        )
     if up:
-        return False, "its model processes load no plugins; the launching process does, but its children get the " \
-            "guard from it only through the start-up file, which is not installed"  # fmt: skip
+        return (
+            False,
+            "its model processes load no plugins; the launching process does, but its children get the "
+            "guard from it only through the start-up file, which is not installed",
+        )
     if launcher["groups"]:
         return False, group_closed(ln, launcher["groups"][0]) or ""
     if not ln["plugin"]["loader"].get("present"):
@@ -153,10 +183,18 @@ def per_way(ways: list[dict[str, Any]], ln: dict[str, Any], exposed: dict[str, l
     out = []
     for way in ways:
         row = {**way, "exposed": exposed.get(way["runtime"], []), "protected": False, "route": None, "reason": None}
+        need = NEEDS.get(way["name"])
         if not row["exposed"]:
             row.update(protected=True, route=f"nothing to guard: no exposed entry in the {way['runtime']} runtime")
         elif blocked:
             row["reason"] = blocked
+        elif need and not ln.get("importable", {}).get(need, True):  # not held against the verdict
+            row.update(
+                protected=True,
+                runs_here=False,
+                route=f"cannot start in this interpreter: {need} is not "
+                f"importable here; run doctor with a Python that has {need} to judge it",
+            )
         elif env and all(p["inherits"] for p in way["processes"]):
             row.update(protected=True, route=env)
         else:
@@ -173,48 +211,105 @@ def per_way(ways: list[dict[str, Any]], ln: dict[str, Any], exposed: dict[str, l
 
 def plugin_open(ln: dict[str, Any]) -> bool:
     """Whether sglang's srt plugin loading would install the guard where it runs."""
-    return _blocked(ln) is None and bool(ln["plugin"]["loader"].get("present")) and \
-        group_closed(ln, PLUGIN_GROUP) is None  # fmt: skip
+    return (
+        _blocked(ln) is None and bool(ln["plugin"]["loader"].get("present")) and group_closed(ln, PLUGIN_GROUP) is None
+    )
 
 
-def advice(ln: dict[str, Any]) -> str:
-    """What to do so that every way runs the guard."""
+def advice(ln: dict[str, Any], short: bool = False) -> str:
+    """What to do so that every way runs the guard (``short``: for the one-line verdict)."""
     raw = ln["AITER_NORM_GUARD"]
     if settings.is_off(raw):
         return "unset AITER_NORM_GUARD or set it to 1"
     if not ln["wrapt"]["importable"]:
-        return "install wrapt in this interpreter (pip install 'wrapt>=1.14')"
+        return (
+            "pip install 'wrapt>=1.14' into this Python"
+            if short
+            else "install wrapt in this interpreter (pip install 'wrapt>=1.14')"
+        )
+    if short:
+        return (
+            "set AITER_NORM_GUARD=1 (or use `aiter-norm-guard run --`)"
+            if _startup(ln)
+            else "install the wheel, then set AITER_NORM_GUARD=1"
+        )
     return ADVICE + ("" if _startup(ln) else WHEEL)
 
 
-def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) -> tuple[str, bool]:
-    """The verdict over every way of starting sglang that runs one of the ``exposed`` entries."""
+def _names(rows: list[dict[str, Any]], of: int) -> str:
+    """The ways ``rows`` (of ``of`` judged), short enough for the one-line verdict."""
+    text = ", ".join(r["name"] for r in rows)
+    return text if len(text) <= 32 else f"{len(rows)} of {of} ways of starting sglang"
+
+
+def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) -> tuple[str, bool, str]:
+    """The verdict over every way of starting sglang that runs one of the ``exposed`` entries (a way that cannot
+    start in this interpreter is left out), and its one-line form: the verdict and the fix, if there is one."""
     rows = [r for r in rows if r["exposed"]]
+    away = [r for r in rows if r.get("runs_here") is False]
+    rows = [r for r in rows if r.get("runs_here") is not False]
+    note = "".join(f"; {r['name']} not judged: {r['route']}" for r in away)
     bad = [r for r in rows if r["protected"] is False]
     unknown = [r for r in rows if r["protected"] is None]
     good = [r["name"] for r in rows if r["protected"]]
     blocked, env = _blocked(ln), _env(ln)
+    fix = advice(ln, short=True)
     if blocked:
-        return f"NOT protected: {blocked}; every way of starting sglang runs {', '.join(exposed)} unguarded: " \
-            f"{advice(ln)}", False  # fmt: skip
+        runs = "runs" if settings.is_off(ln["AITER_NORM_GUARD"]) else "may run"  # without wrapt: what it imports late
+        head = blocked.split(" (")[0] if settings.is_off(ln["AITER_NORM_GUARD"]) else "wrapt is not importable here"
+        return (
+            f"NOT protected: {blocked}; every way of starting sglang {runs} {', '.join(exposed)} unguarded: "
+            f"{advice(ln)}",
+            False,
+            f"NOT protected: {head}; fix: {fix}",
+        )
     tail = advice(ln) if not env else "--ways judges only the ways you use"
+    if not rows and away:
+        return (
+            f"nothing to judge{note}",
+            True,
+            f"nothing to judge: {_names(away, len(away))} cannot start in this interpreter",
+        )
     if not rows and not env:
-        return "cannot tell: no way of starting sglang found in its sources", False
+        return (
+            "cannot tell: no way of starting sglang found in its sources",
+            False,
+            "cannot tell: no way of starting sglang found in its sources",
+        )
     if not bad and not unknown:
-        how = env or "sglang's plugin loading"
-        return f"protected: {', '.join(exposed)}, for every way of starting sglang that runs them ({how})", True
+        how, here = env or "sglang's plugin loading", " here" if away else ""
+        return (
+            f"protected: {', '.join(exposed)}, for every way of starting sglang that runs them ({how}){note}",
+            True,
+            f"protected: every way of starting sglang{here} runs the guard ({how})",
+        )
     reasons: dict[str, list[str]] = {}
     for r in bad + unknown:
         reasons.setdefault(r["reason"], []).append(r["name"])
+    if bad:
+        scope = "any way of starting sglang" if not good and not unknown else _names(bad, len(rows))
+        head = f"NOT protected for {scope}; fix: {fix}"
+    elif all(r["reason"] == NOT_INHERITED for r in unknown):
+        head = f"cannot tell for {_names(unknown, len(rows))}: start Ray's workers with AITER_NORM_GUARD=1"
+    else:
+        head = f"cannot tell for {_names(unknown, len(rows))}; the reasons are below"
     if not good and not unknown and len(reasons) == 1:
-        return f"NOT protected: {bad[0]['reason']}, for every way of starting sglang: {tail}", False
+        return f"NOT protected: {bad[0]['reason']}, for every way of starting sglang: {tail}{note}", False, head
     parts = []
     if bad:
-        parts.append("NOT protected for: " + "; ".join(
-            f"{', '.join(names)} ({why})" for why, names in reasons.items() if not why.startswith("cannot tell")))
+        parts.append(
+            "NOT protected for: "
+            + "; ".join(
+                f"{', '.join(names)} ({why})" for why, names in reasons.items() if not why.startswith("cannot tell")
+            )
+        )
     if unknown:
-        parts.append("cannot tell for: " + "; ".join(
-            f"{', '.join(names)} ({why})" for why, names in reasons.items() if why.startswith("cannot tell")))
+        parts.append(
+            "cannot tell for: "
+            + "; ".join(
+                f"{', '.join(names)} ({why})" for why, names in reasons.items() if why.startswith("cannot tell")
+            )
+        )
     if good:
         parts.append(f"protected for: {', '.join(good)}")
-    return "; ".join(parts) + f": {tail}", False
+    return "; ".join(parts) + f": {tail}{note}", False, head

@@ -13,10 +13,24 @@ def guard_report_then_run_views() -> dict[str, Any]:
         "guard_loaded": "aiter_norm_guard" in sys.modules,
         "layernorm_loaded": "sglang.srt.layers.layernorm" in sys.modules,
     }
+    import os
+
     import torch
 
-    from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault
-
+    switch = os.environ.get("AITER_NORM_GUARD")
+    if not before["guard_loaded"]:  # the emulation is part of the package: its import must not be the install
+        os.environ["AITER_NORM_GUARD"] = "0"
+    try:
+        from aiter_norm_guard.bootstrap import api
+        from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault
+    finally:
+        if switch is None:
+            os.environ.pop("AITER_NORM_GUARD", None)
+        else:
+            os.environ["AITER_NORM_GUARD"] = switch
+    if not before["guard_loaded"]:  # what the operator's environment installs is what this process reports
+        api.SOURCES[:] = [s for s in api.SOURCES if s != "import"]
+        api._last_flag.clear()
     EmulatedRocm().activate()
     import sglang.srt.layers.layernorm as ln
 

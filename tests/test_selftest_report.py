@@ -175,4 +175,5 @@ def test_children_side_by_side_give_the_same_verdicts() -> None:
     cases = ["qkv_q_view", "safe_2d", "dtype_mismatch", "zero_rows"]
     one, two = isolated(cases), isolated(cases, DIES.format(die=["qkv_q_view"]), jobs=2)
     assert [r[:2] for r in two["rows"]][1:] == [r[:2] for r in one["rows"]][1:]
-    assert two["rows"][0][3].startswith("child exit 139") and two["isolation"] == {"children": 3, "jobs": 2}
+    assert two["rows"][0][3].startswith("child exit 139") and two["isolation"]["jobs"] == 2
+    assert two["isolation"]["children"] in (2, 3)  # a replacement starts only if the other child left cases

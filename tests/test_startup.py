@@ -181,8 +181,13 @@ def test_launcher_and_doctor_say_nothing_about_sglang_before_an_unrelated_comman
 
 
 PLUGIN_CODE = """
-import json, sys
+import json, os, sys
+switch = os.environ.get("AITER_NORM_GUARD")
+os.environ["AITER_NORM_GUARD"] = "0"  # the emulation is part of the package: its import must not be the install
+from aiter_norm_guard.bootstrap import api
 from aiter_norm_guard.emulation import EmulatedRocm
+os.environ.pop("AITER_NORM_GUARD") if switch is None else os.environ.__setitem__("AITER_NORM_GUARD", switch)
+api.SOURCES.clear(); api._last_flag.clear()
 EmulatedRocm().activate()  # a ROCm host from the start, as on a real one (sglang caches is_hip())
 from sglang.srt.plugins import load_plugins
 load_plugins()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiter_norm_guard._fork import ForkSafeLock
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 logger = logging.getLogger("aiter_norm_guard")
 
@@ -26,3 +31,21 @@ def forget(prefix: str) -> None:
     """Log again, once, the events whose key starts with ``prefix`` (a forked child's own firsts)."""
     with _lock:
         _seen.difference_update([k for k in _seen if k.startswith(prefix)])
+
+
+def contained(event: str, message: str, default: Any = None) -> Callable[[F], F]:
+    """A public edge of the guard: the function's own failure never reaches the host; it is logged once per
+    ``event`` (``message`` and the traceback) and ``default`` is returned instead."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def edge(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception:
+                log_once(event, logging.WARNING, "aiter_norm_guard: %s", message, exc_info=True)
+                return default
+
+        return edge  # type: ignore[return-value]
+
+    return wrap

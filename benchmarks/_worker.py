@@ -155,16 +155,14 @@ def ablation(guard: Any, own: Any, m: Any, x: torch.Tensor, res: torch.Tensor) -
     """The guard's residual-path checks added one at a time around the release's own call, in place
     (each one's cost is what it adds there): where the residual path's time goes."""
     from aiter_norm_guard.guard import codegen
-    from aiter_norm_guard.guard.checks import fast_checks
     from aiter_norm_guard.guard.registry import guard_of
 
     g = guard_of(guard)
-    conds = codegen._conditions(
-        "x", fast_checks(g, g.done_rows, rows=True), 1, ("residual",), ("post_residual_addition",), None
-    )
+    groups = [(grp.rows, grp.vectors) for grp in g.groups]
+    conds = codegen._conditions(groups, g.with_rows, ("residual",), ("post_residual_addition",), None)
     conds = [c.replace(".is_cuda", ".is_cpu") for c in conds]
     out: Variants = {}
-    head = "_s = x.shape; _w0 = self._parameters.get('weight'); _dt = x.dtype"
+    head = "_s = x.shape; _w0_0 = self._parameters.get('weight'); _dt = x.dtype"
     for i in range(len(conds) + 1):
         test = " and ".join(conds[:i]) or "True"
         src = (

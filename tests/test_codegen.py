@@ -11,7 +11,7 @@ import torch
 from aiter_norm_guard.guard import codegen
 from aiter_norm_guard.guard.guard import Guard, guard_of, original_of
 from aiter_norm_guard.kernels.form import Kernel, Rows, Vector
-from aiter_norm_guard.targets import Feed, Target
+from aiter_norm_guard.targets import Attr, Feed, Group, Native, Target
 
 SENTINEL = object()
 
@@ -28,7 +28,7 @@ KERNEL = Kernel(
 
 
 def make(original: Any, feed: Feed, name: str = "Norm.forward") -> Any:
-    target = Target(name, "m", name, feed, (KERNEL,), "self.forward_native", ("x",), (), ())
+    target = Target(name, "m", name, feed, (KERNEL,), Native("forward_native", ("x",)))
     return Guard(original, target).build()
 
 
@@ -114,9 +114,9 @@ def test_names_that_are_not_identifiers_are_refused() -> None:
         return x
 
     with pytest.raises(ValueError):
-        codegen.weight_lookup("_w0", "self.weight; import os", "self")
+        codegen.weight_lookup("_w0", Attr(("weight; import os",)), "self")
     with pytest.raises(LookupError):
-        make(forward, Feed(x="hidden"))
+        make(forward, Feed(groups=(Group("hidden"),)))
 
 
 @torch.library.custom_op("aiter_norm_guard_test::rows", mutates_args=())

@@ -160,11 +160,7 @@ def test_the_double_launches_only_the_contracts_the_guard_reads(monkeypatch: pyt
     from aiter_norm_guard.emulation import launch
     from aiter_norm_guard.targets import TARGETS
 
-    declared = {
-        id(k)
-        for t in TARGETS
-        for k in (*t.kernels, *(k for r in t.routes for k in r.kernels), *((t.pad,) if t.pad else ()))
-    }
+    declared = {id(k) for t in TARGETS for k in (*t.kernels, *(k for r in t.routes for k in r.kernels))}
     seen: list[object] = []
     real = launch.Launch.__init__
 

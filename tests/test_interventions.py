@@ -18,7 +18,7 @@ import aiter_norm_guard
 from aiter_norm_guard.guard import interventions
 from aiter_norm_guard.guard.guard import Guard
 from aiter_norm_guard.kernels.form import Kernel, Rows, Vector
-from aiter_norm_guard.targets import Feed, Target
+from aiter_norm_guard.targets import Feed, Native, Target
 from conftest import run_python
 
 
@@ -224,7 +224,7 @@ def _guarded() -> Any:
     def forward_aiter(self: Any, x: torch.Tensor) -> torch.Tensor:
         return _rows_op(x, self.weight)
 
-    target = Target(ENTRY, "m", ENTRY, Feed(), (KERNEL,), "self.forward_native", ("x",), (), ())
+    target = Target(ENTRY, "m", ENTRY, Feed(), (KERNEL,), Native("forward_native", ("x",)))
     return Guard(forward_aiter, target).build()
 
 

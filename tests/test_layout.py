@@ -6,23 +6,32 @@ import torch
 
 from aiter_norm_guard.emulation import EmulatedRocm, on_host
 from aiter_norm_guard.guard import layout
-from aiter_norm_guard.guard.layout import as_rows, exit_of, is_row_strided, plan, refusal
+from aiter_norm_guard.guard.layout import Plan, as_rows, is_row_strided
+from aiter_norm_guard.kernels import needs as nd
 from aiter_norm_guard.kernels import norm, quant
-from aiter_norm_guard.kernels.needs import (
-    HOST,
-    ROWS_LAYOUT,
-    WEIGHT_DTYPE,
-    WEIGHT_STRIDE,
-    X_CONTIGUOUS_2D,
-    X_LAYOUT,
-    X_RESHAPED,
-    ZERO_ROWS,
-    needs,
-)
+from aiter_norm_guard.kernels.needs import Needs, checks, needs
 
 BF = torch.bfloat16
 HIP = needs(*norm.RMSNORM2D)._replace(device=False)  # these tests run on host memory without the emulation
 PAD = needs(norm.TRITON_ADD_RMSNORM_PAD)._replace(device=False)
+Tensor = torch.Tensor
+
+
+# One group (x and its weights), as an RMSNorm calls: the per-call checks from the needs less ``done``.
+def refusal(
+    x: Tensor, rows: list[Tensor], summed: list[Tensor], weights: list[Tensor], n: Needs, done=()
+) -> str | None:
+    return layout.refusal([(x, weights)], rows, summed, checks(n, done, bool(rows)))
+
+
+def plan(
+    x: Tensor, rows: list[Tensor], summed: list[Tensor], n: Needs, done=(), keep_rank: bool = False
+) -> Plan | None:
+    return layout.plan([x], rows, summed, checks(n, done, bool(rows)), keep_rank)
+
+
+def exit_of(x: Tensor, weights: list[Tensor], done) -> bool:  # type: ignore[no-untyped-def]
+    return layout.exit_of(x, weights, checks(HIP, done, False))
 
 
 def test_2d_contiguous_is_the_same_object() -> None:
@@ -80,12 +89,12 @@ def test_refusals_name_what_no_layout_can_fix() -> None:
 def test_what_the_release_does_itself_is_not_refused_again() -> None:
     x = torch.randn(4, 8, dtype=BF)
     w = torch.ones(8, dtype=BF)
-    assert refusal(x, [], [], [w.float()], HIP, {WEIGHT_DTYPE}) is None
-    assert refusal(x, [], [], [torch.ones(16, dtype=BF)[::2]], HIP, {WEIGHT_STRIDE}) is None
-    assert refusal(x, [], [], [w.float()[:4]], HIP, {WEIGHT_DTYPE}) == layout.HIDDEN_SIZE  # length: never upstream
-    assert exit_of(x[:0], [w], {ZERO_ROWS}) and not exit_of(x[:0], [w], ())
-    assert not exit_of(torch.randn(2, 0, 8, dtype=BF), [w], {ZERO_ROWS})  # only shape[0] == 0 returns early
-    assert exit_of(x, [w.float()], {WEIGHT_DTYPE}) and not exit_of(x, [w], {WEIGHT_DTYPE})
+    assert refusal(x, [], [], [w.float()], HIP, {nd.WEIGHT_DTYPE}) is None
+    assert refusal(x, [], [], [torch.ones(16, dtype=BF)[::2]], HIP, {nd.WEIGHT_STRIDE}) is None
+    assert refusal(x, [], [], [w.float()[:4]], HIP, {nd.WEIGHT_DTYPE}) == layout.HIDDEN_SIZE  # length: never upstream
+    assert exit_of(x[:0], [w], {nd.ZERO_ROWS}) and not exit_of(x[:0], [w], ())
+    assert not exit_of(torch.randn(2, 0, 8, dtype=BF), [w], {nd.ZERO_ROWS})  # only shape[0] == 0 returns early
+    assert exit_of(x, [w.float()], {nd.WEIGHT_DTYPE}) and not exit_of(x, [w], {nd.WEIGHT_DTYPE})
 
 
 def test_host_tensors_are_refused_unless_the_release_sends_them_native(rocm: EmulatedRocm) -> None:
@@ -95,7 +104,7 @@ def test_host_tensors_are_refused_unless_the_release_sends_them_native(rocm: Emu
     assert refusal(on_host(torch.randn(4, 8, dtype=BF)), [], [], [w], device) == layout.HOST_TENSOR
     assert refusal(x, [], [], [on_host(torch.ones(8, dtype=BF))], device) == layout.HOST_TENSOR
     host_x = on_host(torch.randn(4, 8, dtype=BF))
-    assert exit_of(host_x, [w], {HOST}) and refusal(host_x, [], [], [w], device, {HOST}) is None
+    assert exit_of(host_x, [w], {nd.HOST}) and refusal(host_x, [], [], [w], device, {nd.HOST}) is None
 
 
 def test_a_summed_tensor_counts_only_through_the_sum() -> None:
@@ -114,15 +123,15 @@ def test_a_summed_tensor_counts_only_through_the_sum() -> None:
 def test_plan_follows_what_the_release_does() -> None:
     x3 = torch.randn(2, 3, 8)
     res3 = torch.randn(2, 3, 8)
-    assert plan(x3, [], [], HIP, {X_LAYOUT}) is None  # 0.5.11+ flattens x itself
-    assert plan(x3, [res3], [], HIP, {X_CONTIGUOUS_2D}) is not None  # ... but not with a residual before 0.5.19
-    assert plan(x3, [res3], [], HIP, {X_LAYOUT, ROWS_LAYOUT}) is None
+    assert plan(x3, [], [], HIP, {nd.X_LAYOUT}) is None  # 0.5.11+ flattens x itself
+    assert plan(x3, [res3], [], HIP, {nd.X_CONTIGUOUS_2D}) is not None  # ... but not with a residual before 0.5.19
+    assert plan(x3, [res3], [], HIP, {nd.X_LAYOUT, nd.ROWS_LAYOUT}) is None
     xt = torch.randn(8, 4).t()
-    assert plan(xt, [torch.randn(4, 8)], [], HIP, {X_CONTIGUOUS_2D}) is None  # the release copies a 2-D x itself
-    p = plan(xt, [torch.randn(8, 4).t()], [], HIP, {X_CONTIGUOUS_2D})  # ... but not the residual
+    assert plan(xt, [torch.randn(4, 8)], [], HIP, {nd.X_CONTIGUOUS_2D}) is None  # the release copies a 2-D x itself
+    p = plan(xt, [torch.randn(8, 4).t()], [], HIP, {nd.X_CONTIGUOUS_2D})  # ... but not the residual
     assert p is not None and p.tensors[0] is xt and p.tensors[1].is_contiguous()
-    assert plan(torch.randn(4, 16)[:, :8], [], [], HIP, {X_RESHAPED}) is None  # unit last stride: CK reads it
-    assert plan(xt, [], [], HIP, {X_RESHAPED}) is not None
+    assert plan(torch.randn(4, 16)[:, :8], [], [], HIP, {nd.X_RESHAPED}) is None  # unit last stride: CK reads it
+    assert plan(xt, [], [], HIP, {nd.X_RESHAPED}) is not None
     assert plan(xt, [], [], PAD) is None  # Triton honours both strides
 
 

@@ -16,7 +16,7 @@ import aiter_norm_guard
 from aiter_norm_guard.guard.guard import guard_of, original_of
 from aiter_norm_guard.install.patcher import Patcher
 from aiter_norm_guard.targets import TARGETS as ALL_TARGETS
-from aiter_norm_guard.targets import Feed
+from aiter_norm_guard.targets import Feed, Group
 from aiter_norm_guard.targets.layernorm import LAYERNORM, RMSNORM
 from conftest import guarded_entries, make_norm, original_forward, run_python
 
@@ -196,7 +196,9 @@ def test_missing_and_unbuildable_targets_raise_nothing_and_say_why(caplog: pytes
     sys.modules[mod.__name__] = mod
     try:
         renamed = RMSNORM._replace(name="renamed", module=mod.__name__, attribute="RMSNorm.forward_aiter_v2")
-        unbuildable = RMSNORM._replace(name="unbuildable", module=mod.__name__, feed=Feed(x="hidden"), aiter_calls=())
+        unbuildable = RMSNORM._replace(
+            name="unbuildable", module=mod.__name__, feed=Feed(groups=(Group("hidden"),)), aiter_calls=()
+        )
         patcher = Patcher((renamed, unbuildable._replace(aiter_calls=("rms_norm",))))
         with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
             patcher.install()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiter_norm_guard._fork import ForkSafeLock
-from aiter_norm_guard._log import log_once
+from aiter_norm_guard._log import contained, log_once
 from aiter_norm_guard.bootstrap import settings, startup
 from aiter_norm_guard.guard import interventions
 from aiter_norm_guard.install import hooks
@@ -20,43 +20,35 @@ _last_flag: list[settings.Flag] = []
 _lock = ForkSafeLock()
 
 
+@contained("activate-failed", "could not activate; sglang left as it was", default=False)
 def activate(source: str, force: bool = False) -> bool:
     """Install the guard unless ``AITER_NORM_GUARD`` turns it off; never raises.
 
     ``force`` ignores the switch (tests, explicit callers who mean it).  The command line
     (``cli``) installs nothing here: each command decides.  Returns whether the guard is installed.
     """
-    try:
-        with _lock:
-            if source not in SOURCES:
-                SOURCES.append(source)
-        if source == "cli":
-            return False
-        flag = settings.enabled()
-        with _lock:
-            _last_flag[:] = [flag]
-        if not (flag.value or force):
-            log_once("disabled", logging.INFO, "aiter_norm_guard: disabled (%s)", flag.reason)
-            return False
-        if flag.value:  # a forced install never overrides an explicit "off" for children
-            settings.enable_for_children()
-        PATCHER.install(allow_row_stride=settings.row_strided().value)
-        if source in ("import", "api") and not _sglang_importable():
-            # explicit use only: with AITER_NORM_GUARD=1 every non-sglang Python child would say it too
-            log_once(
-                "sglang-absent",
-                logging.WARNING,
-                "aiter_norm_guard: sglang is not installed here; nothing to guard until it is imported",
-            )
-        return True
-    except Exception:
-        log_once(
-            "activate-failed",
-            logging.WARNING,
-            "aiter_norm_guard: could not activate; sglang left as it was",
-            exc_info=True,
-        )
+    with _lock:
+        if source not in SOURCES:
+            SOURCES.append(source)
+    if source == "cli":
         return False
+    flag = settings.enabled()
+    with _lock:
+        _last_flag[:] = [flag]
+    if not (flag.value or force):
+        log_once("disabled", logging.INFO, "aiter_norm_guard: disabled (%s)", flag.reason)
+        return False
+    if flag.value:  # a forced install never overrides an explicit "off" for children
+        settings.enable_for_children()
+    PATCHER.install(allow_row_stride=settings.row_strided().value)
+    if source in ("import", "api") and not _sglang_importable():
+        # explicit use only: with AITER_NORM_GUARD=1 every non-sglang Python child would say it too
+        log_once(
+            "sglang-absent",
+            logging.WARNING,
+            "aiter_norm_guard: sglang is not installed here; nothing to guard until it is imported",
+        )
+    return True
 
 
 def _sglang_importable() -> bool:
@@ -77,12 +69,14 @@ def install(force: bool = False) -> dict[str, Any]:
 def uninstall() -> dict[str, Any]:
     """Remove the guard: every original function object goes back, and the switch the import
     set for children is put back as it was.  Returns :func:`status`; never raises."""
-    try:
-        PATCHER.uninstall()
-        settings.restore_for_children()
-    except Exception:
-        log_once("uninstall-failed", logging.WARNING, "aiter_norm_guard: uninstall failed", exc_info=True)
+    _uninstall()
     return status()
+
+
+@contained("uninstall-failed", "uninstall failed")
+def _uninstall() -> None:
+    PATCHER.uninstall()
+    settings.restore_for_children()
 
 
 def sglang_info() -> dict[str, Any]:

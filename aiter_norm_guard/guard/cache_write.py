@@ -1,7 +1,7 @@
 """Guards for a fused q / k RMSNorm + RoPE + KV-cache write (Qwen3's decode), from its contract.
 
 :class:`CacheWriteGuard` wraps the release's method around the kernel: the call reaches it untouched
-when :func:`refusal` finds nothing the kernel would get wrong, else the fallback (:func:`unfused`, the
+when :func:`refusal` finds nothing the kernel would get wrong, else the fallback (``fallbacks.unfused``, the
 release's own unfused route) runs.  :class:`CacheViewGuard` wraps the kernel's binding: a contiguous
 3-D ``(slots, Hk, D)`` cache is passed as the contract's zero-copy view, which every aiter build reads
 right (:mod:`aiter_norm_guard.kernels.rope_cache`); anything else passes through as it came.  Both are
@@ -11,19 +11,17 @@ plain functions with the original's exact signature, compiled once.
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from aiter_norm_guard.guard.checks import own_failure, record
-from aiter_norm_guard.guard.codegen import compile_function
+from aiter_norm_guard.guard.fallbacks import FALLBACKS, pool_of
 from aiter_norm_guard.guard.layout import GUARD_ERROR
 from aiter_norm_guard.guard.registry import EntryGuard
-from aiter_norm_guard.guard.signature import POSITIONAL, entry_signature, signature_text
+from aiter_norm_guard.guard.signature import POSITIONAL, entry_signature
 from aiter_norm_guard.kernels.form import CacheWrite
-from aiter_norm_guard.targets import Target
 
 Tensor = torch.Tensor
 _KERNEL_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -158,52 +156,21 @@ def refusal(
     return None
 
 
-def pool_of(original: Callable[..., Any], forward_batch: Any) -> Any:
-    """The KV pool as the release's method finds it: its module's ``get_token_to_kv_pool()`` (0.5.16+),
-    else the forward batch's (0.5.10 - 0.5.15)."""
-    get = getattr(original, "__globals__", {}).get("get_token_to_kv_pool")
-    return get() if get is not None else forward_batch.token_to_kv_pool
-
-
-def unfused(original: Callable[..., Any], bound: dict[str, Any], reason: str) -> Any:
-    """The release's unfused route for the method's result ``(q, None, None)``: its own
-    ``forward_prepare_native`` (q / k norm, RoPE), then K and V stored by the pool's ``set_kv_buffer``
-    with the layer's scales, as its attention backend stores them when the fusion is off."""
-    attn = next(iter(bound.values()))
-    forward_batch = bound["forward_batch"]
-    q, k, v = attn.forward_prepare_native(bound["positions"], bound["hidden_states"])
-    layer = attn.attn
-    heads, d = attn.num_kv_heads, attn.head_dim
-    pool = pool_of(original, forward_batch)
-    pool.set_kv_buffer(
-        layer, forward_batch.out_cache_loc, k.view(-1, heads, d), v.view(-1, heads, d), layer.k_scale, layer.v_scale
-    )
-    return q, None, None
-
-
 class CacheWriteGuard(EntryGuard):
-    """A method around a fused KV-cache write, guarded by the contract (the patcher's guard interface:
-    ``original``, ``target``, ``enabled``, ``build``, ``per_call_checks``)."""
+    """A method around a fused KV-cache write, judged per call by the contract; the fallback is the release's
+    unfused route."""
 
-    def __init__(
-        self,
-        original: Callable[..., Any],
-        target: Target,
-        allow_row_stride: bool = False,
-        kernels: Any = None,
-        upstream: Any = None,
-    ) -> None:
-        super().__init__(original, target, allow_row_stride, kernels, upstream)
-        self.sig = entry_signature(original, {"positions", "hidden_states", "forward_batch"})
+    def prepare(self) -> None:
+        needed = {"positions", "hidden_states", "forward_batch"}
+        self.sig = entry_signature(self.original, needed)
         self.names = [p.name for p in self.sig.parameters.values() if p.kind in POSITIONAL]
-        missing = {"positions", "hidden_states", "forward_batch"} - set(self.names[1:])
+        missing = needed - set(self.names[1:])
         if missing or not self.names:
-            raise LookupError(f"{target.name}{self.sig} has no parameter {', '.join(sorted(missing))}")
+            raise LookupError(f"{self.target.name}{self.sig} has no parameter {', '.join(sorted(missing))}")
         self.cache_given = "k_cache" in self.names and "v_cache" in self.names
-        self.contracts = target.cache_writes
-        self.contract = target.cache_writes[0] if len(target.cache_writes) == 1 else None
-        module, _, name = target.fallback.partition(":")
-        self._fallback_fn = getattr(importlib.import_module(module), name)
+        self.contracts = self.target.cache_writes
+        self.contract = self.contracts[0] if len(self.contracts) == 1 else None
+        self._fallback_fn = FALLBACKS[self.target.fallback]
 
     def judge(
         self,
@@ -239,46 +206,28 @@ class CacheWriteGuard(EntryGuard):
         return list(CHECKS)
 
     def build(self) -> Callable[..., Any]:
-        ns: dict[str, Any] = {
-            "_original": self.original,
-            "_guard": self,
-            "_judge": self.judge,
-            "_fallback": self.fallback,
-            "_no_keywords": {},
-        }
-        params, call, slow_args = signature_text(self.sig, ns)
-        judged = f"{self.names[0]}, positions, hidden_states, forward_batch"
-        if self.cache_given:
-            judged += ", k_cache, v_cache"
-        name = self.original.__name__
-        src = "\n".join(
-            [
-                f"def {name}({params}):",
-                f"    if _guard.enabled and (_reason := _judge({judged})) is not None:",
-                f"        return _fallback({slow_args}, _reason)",
-                f"    return _original({call})",
-            ]
+        judged = f"{self.names[0]}, positions, hidden_states, forward_batch" + (
+            ", k_cache, v_cache" if self.cache_given else ""
         )
-        return self.finish(compile_function(src, ns, name, f"<aiter_norm_guard {self.target.name}>"))
+        return self.compile(
+            {"_judge": self.judge, "_fallback": self.fallback},
+            lambda call, slow_args: [
+                f"if _guard.enabled and (_reason := _judge({judged})) is not None:",
+                f"    return _fallback({slow_args}, _reason)",
+                f"return _original({call})",
+            ],
+        )
 
 
 class CacheViewGuard(EntryGuard):
     """A fused KV-cache write's binding: a contiguous 3-D cache given as the contract's zero-copy view."""
 
-    def __init__(
-        self,
-        original: Callable[..., Any],
-        target: Target,
-        allow_row_stride: bool = False,
-        kernels: Any = None,
-        upstream: Any = None,
-    ) -> None:
-        super().__init__(original, target, allow_row_stride, kernels, upstream)
-        assert target.cache_view is not None
-        self.k, self.v = target.cache_view
-        self.sig = entry_signature(original, {self.k, self.v})
+    def prepare(self) -> None:
+        assert self.target.cache_view is not None
+        self.k, self.v = self.target.cache_view
+        self.sig = entry_signature(self.original, {self.k, self.v})
         if not {self.k, self.v} <= set(self.sig.parameters):
-            raise LookupError(f"{target.name}{self.sig} has no parameters {self.k}, {self.v}")
+            raise LookupError(f"{self.target.name}{self.sig} has no parameters {self.k}, {self.v}")
 
     def per_call_checks(self) -> list[str]:
         return [f"{self.k} / {self.v}: a contiguous (slots, Hk, D) buffer is given as unsqueeze(1)"]
@@ -287,17 +236,14 @@ class CacheViewGuard(EntryGuard):
         record(self.target.name, VIEW)
 
     def build(self) -> Callable[..., Any]:
-        ns: dict[str, Any] = {"_original": self.original, "_guard": self, "_no_keywords": {}, "_Tensor": Tensor}
-        params, call, _ = signature_text(self.sig, ns)
-        k, v, name = self.k, self.v, self.original.__name__
-        src = "\n".join(
-            [
-                f"def {name}({params}):",
-                f"    if _guard.enabled and isinstance({k}, _Tensor) and isinstance({v}, _Tensor) and {k}.dim() == 3 "
+        k, v = self.k, self.v
+        return self.compile(
+            {"_Tensor": Tensor},
+            lambda call, _: [
+                f"if _guard.enabled and isinstance({k}, _Tensor) and isinstance({v}, _Tensor) and {k}.dim() == 3 "
                 f"and {v}.dim() == 3 and {k}.is_contiguous() and {v}.is_contiguous():",
-                f"        {k}, {v} = {k}.unsqueeze(1), {v}.unsqueeze(1)",
-                "        _guard.viewed()",
-                f"    return _original({call})",
-            ]
+                f"    {k}, {v} = {k}.unsqueeze(1), {v}.unsqueeze(1)",
+                "    _guard.viewed()",
+                f"return _original({call})",
+            ],
         )
-        return self.finish(compile_function(src, ns, name, f"<aiter_norm_guard {self.target.name}>"))

@@ -2,117 +2,109 @@
 
 Like ``dataclasses`` and ``namedtuple``, the function is written out as Python source and
 compiled, so that a call binds its arguments exactly as the original does and the common
-safe case is a handful of C-level checks: only those :class:`Checks` names, which the guard
-derives from the kernel contract less what the release already does itself.  Only parameter
-names of the original and attribute names from the target table (checked to be identifiers)
-are interpolated; every object the code uses comes from the namespace it is compiled in.
+safe case is a handful of C-level checks: only those its per-call
+:class:`~aiter_norm_guard.kernels.needs.Checks` name (the kernels' needs less what the release
+already does itself).  Every group (a rows tensor and its vectors: x first; the others optional,
+None passes) is checked with its own width, the row tensors (a residual) against x's shape.  Only
+parameter names of the original and attribute names from the target table (checked to be
+identifiers) are interpolated; every object the code uses comes from the namespace it is compiled in.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiter_norm_guard.guard.signature import _ident, signature_text
+from aiter_norm_guard.kernels.needs import X_CONTIGUOUS, X_POSITIVE, X_ROWS, X_UNIT_LAST, ZERO_ROWS, Checks
+from aiter_norm_guard.targets.declaration import Attr, Param
 
-#: How ``x``'s own layout is checked (``Checks.x``).
-X_ROWS = "rows"  # 2-D and contiguous (or row-strided where allowed)
-X_RANK2 = "rank 2"  # 2-D (the release makes a 2-D x contiguous itself)
-X_CONTIGUOUS = "contiguous"  # any rank, contiguous
-X_ANY = ""  # the release (or the kernel) takes any layout
-#: How empty inputs are checked (``Checks.zero``).
-ZERO_ALL = "all"
-ZERO_PAST_FIRST = "past the first dimension"  # the release returns early when shape[0] == 0
-ZERO_NONE = ""
+Group = tuple[str, Sequence[Param | Attr]]
 
 
-class Checks(NamedTuple):
-    """What the fast path verifies for one kind of call (without, or with, the row tensors)."""
-
-    x: str = X_ROWS
-    row_strided: bool = False
-    zero: str = ZERO_ALL
-    weight_dtype: bool = True
-    weight_stride: bool = True
-    host_x: bool = False
-    host_others: bool = False
-    rows_like: bool = True  # row tensors: x's shape and dtype
-    rows_contiguous: bool = True
-    summed_like: bool = True  # summed tensors: x's shape and dtype (their sum then keeps the row's layout)
-    lean_rows: bool = False  # x's layout alone is wrong: fix it inline (a view or one copy), no slow path
-
-
-def weight_lookup(var: str, spec: str, self_name: str | None) -> list[str]:
-    """Lines that bind ``var`` to the tensor ``spec`` names (``self.a|self.b`` or a parameter).
+def weight_lookup(var: str, spec: Param | Attr, self_name: str | None) -> list[str]:
+    """Lines that bind ``var`` to the tensor ``spec`` names (a parameter, or the module's attribute).
 
     A module tensor is looked up where ``nn.Module`` keeps it, parameters first, then buffers,
     then a plain attribute (``self.weight`` itself would go through ``Module.__getattr__``,
     ~0.5 us): each miss costs one dict lookup.  Only where every store misses (a parametrized
     weight, a property), the attribute itself, as the release reads it.  None if no name is found.
     """
-    if not spec.startswith("self."):
-        return [f"{var} = {_ident(spec)}"]
+    if isinstance(spec, Param):
+        return [f"{var} = {_ident(spec.name)}"]
     if self_name is None:
         raise ValueError(f"{spec!r} needs a method (the entry has no self)")
     lines: list[str] = []
     indent = ""
-    for i, part in enumerate(spec.split("|")):
-        name = _ident(part.split(".", 1)[1])
+    for i, name in enumerate(_ident(n) for n in spec.names):
         for j, store in enumerate(("_parameters", "_buffers", "__dict__")):
             if i or j:
                 lines.append(f"{indent}if {var} is None:")
                 indent += "    "
             lines.append(f"{indent}{var} = {self_name}.{store}.get({name!r})")
-    for part in spec.split("|"):
-        name = _ident(part.split(".", 1)[1])
+    for name in (_ident(n) for n in spec.names):
         lines += [f"{indent}if {var} is None:", f"{indent}    {var} = getattr({self_name}, {name!r}, None)"]
         indent += "    "
     return lines
 
 
+def _layout(t: str, mode: str, row_strided: bool = False) -> list[str]:
+    """``t``'s own layout under ``mode`` (``row_strided``: rows through stride(0) too; reads ``_n``)."""
+    if mode == X_ROWS:
+        strided = f" or ({t}.stride(1) == 1 and {t}.stride(0) >= _n)" if row_strided else ""
+        return [f"({t}.is_contiguous(){strided})" if strided else f"{t}.is_contiguous()"]
+    if mode == X_UNIT_LAST:
+        return [f"{t}.stride(-1) == 1"]
+    if mode == X_CONTIGUOUS:
+        return [f"{t}.is_contiguous()"]
+    return [f"0 not in {t}.stride()"] if mode == X_POSITIVE else []
+
+
 def _x_conditions(x: str, c: Checks, hidden: str | None) -> list[str]:
-    """``x``'s layout, emptiness and hidden size; binds ``_n`` (the hidden size the kernel reads)."""
-    two_d = c.x in (X_ROWS, X_RANK2)
-    out = ["len(_s) == 2", "(_n := _s[1])"] if two_d else ["_s", "(_n := _s[-1])"]
+    """``x``'s shape, layout, emptiness and hidden size; binds ``_n`` (the hidden size the kernel reads)."""
+    out = ["len(_s) == 2", "(_n := _s[1])"] if c.rank2 else ["_s", "(_n := _s[-1])"]
     if hidden is not None:
         out.append(f"_n == {hidden}")
-    if c.x == X_ROWS:
-        strided = f" or ({x}.stride(1) == 1 and {x}.stride(0) >= _n)" if c.row_strided else ""
-        out.append(f"({x}.is_contiguous(){strided})" if strided else f"{x}.is_contiguous()")
-    elif c.x == X_CONTIGUOUS:
-        out.append(f"{x}.is_contiguous()")
-    if c.zero == ZERO_ALL:
-        out.append("_s[0]" if two_d else "0 not in _s")
-    elif c.zero == ZERO_PAST_FIRST and not two_d:
+    out += _layout(x, c.x, c.row_strided)
+    if c.nonempty and ZERO_ROWS not in c.exits:
+        out.append("_s[0]" if c.rank2 else "0 not in _s")
+    elif c.nonempty and not c.rank2:  # the release returns early when shape[0] == 0
         out.append("(0 not in _s or not _s[0])")
     if c.host_x:
         out.append(f"{x}.is_cuda")
     return out
 
 
-def _conditions(
-    x: str, c: Checks, n_weights: int, rows: tuple[str, ...], summed: tuple[str, ...], hidden: str | None
-) -> list[str]:
-    out = _x_conditions(x, c, hidden)
-    for i in range(n_weights):
-        out.append(f"_w{i}.numel() == _n")
+def _vectors(group: int, t: str, n: str, count: int, c: Checks) -> list[str]:
+    out = []
+    for j in range(count):
+        w = f"_w{group}_{j}"
+        out.append(f"{w}.numel() == {n}")
         if c.weight_dtype:
-            out.append(f"_w{i}.dtype is _dt")
+            out.append(f"{w}.dtype is {'_dt' if group == 0 else f'{t}.dtype'}")
         if c.weight_stride:
-            out.append(f"_w{i}.is_contiguous()")
+            out.append(f"{w}.is_contiguous()")
         if c.host_others:
-            out.append(f"_w{i}.is_cuda")
+            out.append(f"{w}.is_cuda")
+    return out
+
+
+def _conditions(
+    groups: Sequence[Group], c: Checks, rows: Sequence[str], summed: Sequence[str], hidden: str | None
+) -> list[str]:
+    x = groups[0][0]
+    out = _x_conditions(x, c, hidden) + _vectors(0, x, "_n", len(groups[0][1]), c)
+    for i, (t, vectors) in enumerate(groups[1:], 1):
+        test = [f"len(_s{i} := {t}.shape) == 2"] + ([f"_s{i}[0] == _s[0]"] if c.same_rows else [])
+        test += [f"{t}.is_cuda"] if c.host_others else []
+        test += _layout(t, c.x) + _vectors(i, t, f"_s{i}[1]", len(vectors), c)
+        out.append(f"({t} is None or ({' and '.join(test)}))")
     for r in rows:
-        if c.rows_like:
-            out += [f"{r}.dtype is _dt", f"{r}.shape == _s"]
-        if c.rows_contiguous:
-            out.append(f"{r}.is_contiguous()")
-        if c.host_others:
-            out.append(f"{r}.is_cuda")
-    for p in summed:
-        if c.summed_like:
-            out.append(f"({p} is None or ({p}.dtype is _dt and {p}.shape == _s))")
+        if c.same_rows:
+            out += ([f"{r}.dtype is _dt"] if c.rows_dtype else []) + [f"{r}.shape == _s"]
+        out += _layout(r, c.rows) + ([f"{r}.is_cuda"] if c.host_others else [])
+    out += [f"({p} is None or ({p}.dtype is _dt and {p}.shape == _s))" for p in summed]
     return out
 
 
@@ -120,43 +112,42 @@ def fast_path_source(
     name: str,
     sig: inspect.Signature,
     namespace: dict[str, Any],
-    x: str,
-    weights: tuple[str, ...],
+    groups: Sequence[Group],
     self_name: str | None,
     alone: Checks,
     rows: tuple[str, ...] = (),
     summed: tuple[str, ...] = (),
     with_rows: Checks | None = None,
     hidden: str | None = None,
-    lean_guard: str = "",
+    lean: str | None = None,
 ) -> str:
-    """The guarded function: the original at once when every check of ``alone`` (no row tensor
-    given) or ``with_rows`` (some given) holds, else the slow path.  ``hidden``: the name of the
-    module attribute the entry reshapes ``x`` to, if not ``x``'s last dimension.  With
-    ``alone.lean_rows``, a call whose only fault is ``x``'s layout is fixed inline (``_record(copied)``
-    counts it) when ``lean_guard`` (a condition on the module, e.g. no pad path) also holds."""
+    """The guarded function: the original at once when every check of ``alone`` (no row tensor given) or
+    ``with_rows`` (some given) holds, else the slow path.  ``hidden``: the name of the module attribute the
+    entry reshapes ``x`` to, if not ``x``'s last dimension.  With ``lean`` (a condition, e.g. no pad path),
+    a call without row tensors whose only fault is ``x``'s layout under X_ROWS is fixed inline (a view or
+    one copy; ``_record(copied)`` counts it)."""
     params, call, slow_args = signature_text(sig, namespace)
-    x = _ident(x)
-    rows = tuple(_ident(r) for r in rows)
-    summed = tuple(_ident(p) for p in summed)
+    groups = [(_ident(t), vectors) for t, vectors in groups]
+    x = groups[0][0]
+    rows, summed = tuple(_ident(r) for r in rows), tuple(_ident(p) for p in summed)
     if hidden is not None:
         hidden = f"{self_name}.__dict__.get({_ident(hidden)!r})"
     body = [f"_s = {x}.shape"]
-    for i, spec in enumerate(weights):
-        body += weight_lookup(f"_w{i}", spec, self_name)
+    for i, (_, vectors) in enumerate(groups):
+        for j, spec in enumerate(vectors):
+            body += weight_lookup(f"_w{i}_{j}", spec, self_name)
+    lean = lean if lean is not None and alone.x == X_ROWS and alone.rank2 else None
 
     def branch(checks: Checks, with_rows: tuple[str, ...], with_summed: tuple[str, ...]) -> list[str]:
-        if checks.lean_rows and checks.x == X_ROWS:  # everything but x's layout first, then the layout
-            test = " and ".join(_conditions(x, checks._replace(x=X_ANY), len(weights), (), (), hidden))
-            layout = _x_conditions(x, checks, None)[2]
+        if lean is not None and not with_rows:  # everything but x's layout first, then the layout
+            test = " and ".join(_conditions(groups, checks._replace(x="", rank2=False), (), (), hidden))
             lines = [
                 f"_ok = {test}",
-                f"_safe = _ok and len(_s) == 2 and {layout}",
-                f"_rows = _ok and not _safe{lean_guard}",
+                f"_safe = _ok and len(_s) == 2 and {_layout(x, checks.x, checks.row_strided)[0]}",
+                f"_rows = _ok and not _safe{lean}",
             ]
         else:
-            test = " and ".join(_conditions(x, checks, len(weights), with_rows, with_summed, hidden))
-            lines = [f"_safe = {test}"]
+            lines = [f"_safe = {' and '.join(_conditions(groups, checks, with_rows, with_summed, hidden))}"]
         return ([f"_dt = {x}.dtype"] if "_dt" in " ".join(lines) else []) + lines
 
     if rows:
@@ -165,12 +156,11 @@ def fast_path_source(
         body += [f"    {line}" for line in branch(with_rows or alone, rows, summed)]
     else:
         body += branch(alone, (), ())
-    lean = alone.lean_rows and alone.x == X_ROWS
-    lines = [f"def {_ident(name)}({params}):"] + (["    _rows = False"] if lean else []) + ["    try:"]
+    lines = [f"def {_ident(name)}({params}):"] + (["    _rows = False"] if lean is not None else []) + ["    try:"]
     lines += [f"        {line}" for line in body]
     lines += ["    except Exception:", "        _safe = False"]
     lines += ["    if _safe:", f"        return _original({call})"]
-    if lean:  # the caller's x as rows: a view if contiguous, else one copy; the result back in its shape
+    if lean is not None:  # the caller's x as rows: a view if contiguous, else one copy; the result back in its shape
         call_x = ", ".join("_x" if part == x else part for part in call.split(", "))
         lines += [
             "    if _rows:",

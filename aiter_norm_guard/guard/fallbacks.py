@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from aiter_norm_guard.guard import layout
+from aiter_norm_guard.targets.declaration import Fallback
 
 
 def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], reason: str) -> Any:
@@ -49,10 +50,9 @@ def fp8_per_token_quant(original: Callable[..., Any], bound: dict[str, Any], rea
     return original(**bound)
 
 
-def pad_like_release(module: Any, result: Any) -> Any:
-    """``forward_native``'s result as the release's Triton pad path shapes it: the output's last
-    dimension zero-padded up to a multiple of ``module.x_pad_to_multiple``; the residual as is."""
-    multiple = int(module.__dict__.get("x_pad_to_multiple", 0))
+def pad_like_release(multiple: int, result: Any) -> Any:
+    """A native result as the release's Triton pad path shapes it: the output's last dimension
+    zero-padded up to a multiple of ``multiple``; the residual as is."""
     out = result[0] if isinstance(result, tuple) else result
     n = out.shape[-1]
     padded = torch.nn.functional.pad(out, (0, -(-n // multiple) * multiple - n)) if multiple > 0 else out
@@ -82,3 +82,36 @@ def quant_refusal(original: Callable[..., Any], bound: dict[str, Any], reason: s
     kernel that would read past a weight or a row tensor (or dereference host memory)."""
     shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in bound.items() if isinstance(v, torch.Tensor)}
     raise ValueError(f"{getattr(original, '__name__', 'fused RMSNorm + quant')}: {reason} ({shapes})")
+
+
+def pool_of(original: Callable[..., Any], forward_batch: Any) -> Any:
+    """The KV pool as the release's method finds it: its module's ``get_token_to_kv_pool()`` (0.5.16+),
+    else the forward batch's (0.5.10 - 0.5.15)."""
+    get = getattr(original, "__globals__", {}).get("get_token_to_kv_pool")
+    return get() if get is not None else forward_batch.token_to_kv_pool
+
+
+def unfused(original: Callable[..., Any], bound: dict[str, Any], reason: str) -> Any:
+    """The release's unfused route for the method's result ``(q, None, None)``: its own
+    ``forward_prepare_native`` (q / k norm, RoPE), then K and V stored by the pool's ``set_kv_buffer``
+    with the layer's scales, as its attention backend stores them when the fusion is off."""
+    attn = next(iter(bound.values()))
+    forward_batch = bound["forward_batch"]
+    q, k, v = attn.forward_prepare_native(bound["positions"], bound["hidden_states"])
+    layer = attn.attn
+    heads, d = attn.num_kv_heads, attn.head_dim
+    pool = pool_of(original, forward_batch)
+    pool.set_kv_buffer(
+        layer, forward_batch.out_cache_loc, k.view(-1, heads, d), v.view(-1, heads, d), layer.k_scale, layer.v_scale
+    )
+    return q, None, None
+
+
+#: Each declared fallback's function.
+FALLBACKS: dict[Fallback, Callable[..., Any]] = {
+    Fallback.FP8_PER_TOKEN_QUANT: fp8_per_token_quant,
+    Fallback.QUANT_REFUSAL: quant_refusal,
+    Fallback.QK_RMSNORM_NATIVE: qk_rmsnorm_native,
+    Fallback.DECLINE: decline,
+    Fallback.UNFUSED_CACHE_WRITE: unfused,
+}

@@ -18,12 +18,10 @@ from typing import Any
 import torch
 
 from aiter_norm_guard.guard.checks import own_failure, record
-from aiter_norm_guard.guard.codegen import compile_function
 from aiter_norm_guard.guard.layout import GUARD_ERROR
 from aiter_norm_guard.guard.registry import EntryGuard
-from aiter_norm_guard.guard.signature import entry_signature, signature_text
+from aiter_norm_guard.guard.signature import entry_signature
 from aiter_norm_guard.kernels import group_quant_store as contract
-from aiter_norm_guard.targets import Target
 
 Tensor = torch.Tensor
 _I64 = torch.int64
@@ -64,22 +62,13 @@ def _refuse(reason: str, what: str, detail: str, proof: str) -> Refused:
 
 
 class GroupQuantStoreGuard(EntryGuard):
-    """The binding of aiter's fused group-quant store, guarded by its contract (the patcher's guard interface:
-    ``original``, ``target``, ``enabled``, ``allow_row_stride``, ``build``, ``per_call_checks``)."""
+    """The binding of aiter's fused group-quant store, guarded by its contract."""
 
-    def __init__(
-        self,
-        original: Callable[..., Any],
-        target: Target,
-        allow_row_stride: bool = False,
-        kernels: Any = None,
-        upstream: Any = None,
-    ) -> None:
-        super().__init__(original, target, allow_row_stride, kernels, upstream)
-        self.sig = entry_signature(original, set(_NEEDED))
+    def prepare(self) -> None:
+        self.sig = entry_signature(self.original, set(_NEEDED))
         missing = set(_NEEDED) - set(self.sig.parameters)
         if missing:
-            raise LookupError(f"{target.name}{self.sig} has no parameter {', '.join(sorted(missing))}")
+            raise LookupError(f"{self.target.name}{self.sig} has no parameter {', '.join(sorted(missing))}")
 
     def per_call_checks(self) -> list[str]:
         return list(CHECKS)
@@ -170,32 +159,21 @@ class GroupQuantStoreGuard(EntryGuard):
 
     # -- the fast path -----------------------------------------------------------------------------
     def build(self) -> Callable[..., Any]:
-        ns: dict[str, Any] = {
-            "_original": self.original,
-            "_guard": self,
-            "_slow": self.slow,
-            "_no_keywords": {},
-            "_T": Tensor,
-            "_I64": _I64,
-        }
-        params, call, slow_args = signature_text(self.sig, ns)
-        name = self.original.__name__
-        src = "\n".join(
-            [
-                f"def {name}({params}):",
-                "    if not _guard.enabled or (",
-                "        isinstance(q, _T) and isinstance(kv, _T) and isinstance(k_weight, _T)",
-                "        and isinstance(positions, _T)",
-                "        and q.dim() == 3 and kv.dim() >= 2 and q.shape[0] and kv.shape[0] == q.shape[0]",
-                "        and q.dtype is kv.dtype and k_weight.dtype is kv.dtype and k_weight.dim() == 1",
-                "        and k_weight.is_contiguous() and positions.dtype is _I64 and positions.dim() == 1",
-                "        and positions.shape[0] >= q.shape[0]",
-                "    ):",
-                f"        return _original({call})",
-                f"    return _slow({slow_args})",
-            ]
+        return self.compile(
+            {"_slow": self.slow, "_T": Tensor, "_I64": _I64},
+            lambda call, slow_args: [
+                "if not _guard.enabled or (",
+                "    isinstance(q, _T) and isinstance(kv, _T) and isinstance(k_weight, _T)",
+                "    and isinstance(positions, _T)",
+                "    and q.dim() == 3 and kv.dim() >= 2 and q.shape[0] and kv.shape[0] == q.shape[0]",
+                "    and q.dtype is kv.dtype and k_weight.dtype is kv.dtype and k_weight.dim() == 1",
+                "    and k_weight.is_contiguous() and positions.dtype is _I64 and positions.dim() == 1",
+                "    and positions.shape[0] >= q.shape[0]",
+                "):",
+                f"    return _original({call})",
+                f"return _slow({slow_args})",
+            ],
         )
-        return self.finish(compile_function(src, ns, name, f"<aiter_norm_guard {self.target.name}>"))
 
 
 def _pool_fp8() -> torch.dtype:

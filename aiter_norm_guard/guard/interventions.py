@@ -26,7 +26,7 @@ from typing import Any
 
 from aiter_norm_guard import _log
 from aiter_norm_guard._fork import ForkSafeLock, after_fork
-from aiter_norm_guard._log import log_once
+from aiter_norm_guard._log import contained, log_once
 
 METRIC = "aiter_norm_guard_interventions"  # exported as ..._total
 MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
@@ -38,26 +38,24 @@ _lock = ForkSafeLock()
 _counter: list[Any] = []  # [Counter] once made, [None] when there is none to make in this process
 
 
+@contained("interventions-record", "an intervention went uncounted")  # counting must never break a call
 def record(entry: str, reason: str, mode: str | None = None) -> None:
     """Count one intervention of the guard on ``entry`` for ``reason``; never raises.  ``mode``: see the
     module's doc; None: ``captured`` while this thread's CUDA stream is capturing a graph, else ``eager``."""
-    try:
-        key = (str(entry), str(reason), str(mode or _eager_mode()))
-        with _lock:
-            first = key not in _counts
-            _counts[key] = _counts.get(key, 0) + 1
-            counter = _counter[0] if _counter else _make_counter()
-        if first:
-            log_once(
-                f"{LOG_KEY}{key[0]}:{key[1]}:{key[2]}",
-                logging.INFO,
-                "aiter_norm_guard: %s: %s (first time in this process, mode %s; status()['interventions'] counts them)",
-                *key,
-            )
-        if counter is not None:
-            _inc(counter, key)
-    except Exception:  # counting must never break a call
-        pass
+    key = (str(entry), str(reason), str(mode or _eager_mode()))
+    with _lock:
+        first = key not in _counts
+        _counts[key] = _counts.get(key, 0) + 1
+        counter = _counter[0] if _counter else _make_counter()
+    if first:
+        log_once(
+            f"{LOG_KEY}{key[0]}:{key[1]}:{key[2]}",
+            logging.INFO,
+            "aiter_norm_guard: %s: %s (first time in this process, mode %s; status()['interventions'] counts them)",
+            *key,
+        )
+    if counter is not None:
+        _inc(counter, key)
 
 
 def snapshot() -> list[dict[str, Any]]:
@@ -181,15 +179,8 @@ def _make_counter() -> Any:
     return counter
 
 
+@contained(
+    "interventions-prometheus-inc", f"could not increment {METRIC}_total; status()['interventions'] still counts"
+)
 def _inc(counter: Any, key: tuple[str, str, str]) -> None:
-    try:
-        counter.labels(*key).inc()
-    except Exception as exc:
-        log_once(
-            "interventions-prometheus-inc",
-            logging.WARNING,
-            "aiter_norm_guard: could not increment %s_total (%s: %s); status()['interventions'] still counts",
-            METRIC,
-            type(exc).__name__,
-            exc,
-        )
+    counter.labels(*key).inc()

@@ -55,7 +55,9 @@ def original_of(fn: Any) -> Callable[..., Any] | None:
 
 class EntryGuard:
     """What the patcher needs of a guard built around one entry: the original, the target, the switch
-    ``uninstall`` turns off; :meth:`finish` makes a compiled function the entry's (its name, its identity)."""
+    ``uninstall`` turns off, ``per_call_checks`` and ``build``.  A kind of guard sets itself up in
+    :meth:`prepare`, and :meth:`compile` makes its function: the original's exact signature, compiled once,
+    then the entry's (its name, its identity)."""
 
     def __init__(
         self,
@@ -65,10 +67,29 @@ class EntryGuard:
         kernels: Any = None,
         upstream: Any = None,
     ) -> None:
-        self.original, self.target, self.upstream = original, target, upstream
+        self.original, self.target, self.upstream, self.kernels = original, target, upstream, kernels
         self.allow_row_stride, self.enabled = allow_row_stride, True
+        self.prepare()
 
-    def finish(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def prepare(self) -> None:
+        """Read the declaration and the original's signature (``self.sig``); LookupError where they do not fit."""
+
+    def compile(self, ns: dict[str, Any], body: Callable[[str, str], list[str]]) -> Callable[..., Any]:
+        """The function ``def NAME(<the original's parameters>):`` + ``body(call, slow_args)`` (the original's
+        call, the slow path's arguments), in ``ns`` with ``_original``, ``_guard`` and ``_no_keywords``."""
+        from aiter_norm_guard.guard.signature import signature_text
+
+        ns.update(_original=self.original, _guard=self, _no_keywords={})
+        params, call, slow_args = signature_text(self.sig, ns)
+        lines = [f"def {self.original.__name__}({params}):", *(f"    {line}" for line in body(call, slow_args))]
+        return self.finish("\n".join([*lines, ""]), ns)
+
+    def finish(self, source: str, ns: dict[str, Any]) -> Callable[..., Any]:
+        """``source`` compiled once in ``ns``: the entry's function (its name, its identity)."""
+        from aiter_norm_guard.guard import codegen
+
+        name = self.original.__name__
+        fn = codegen.compile_function(source, ns, name, f"<aiter_norm_guard {self.target.name}>")
         functools.update_wrapper(fn, self.original)
         register(fn, self)
         return fn

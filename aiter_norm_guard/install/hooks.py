@@ -46,7 +46,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from aiter_norm_guard._log import log_once
+from aiter_norm_guard._log import contained, log_once
 
 Callback = Callable[[types.ModuleType], object]
 
@@ -60,19 +60,9 @@ WATCHED: dict[str, str] = {}
 def safe(module_name: str, callback: Callback) -> Callable[[types.ModuleType], None]:
     """``callback`` made unable to raise into the import of ``module_name`` (failures log once)."""
 
-    def hook(module: types.ModuleType) -> None:
-        try:
-            callback(module)
-        except Exception:
-            log_once(
-                f"hook-failed:{module_name}",
-                logging.WARNING,
-                "aiter_norm_guard: post-import hook for %s failed; module left as it was",
-                module_name,
-                exc_info=True,
-            )
-
-    return hook
+    return contained(f"hook-failed:{module_name}", f"post-import hook for {module_name} failed; module left as it was")(
+        callback
+    )
 
 
 def _registry(importer: Any) -> tuple[dict[str, list[Any]], Any] | None:

@@ -66,6 +66,15 @@ class Kernel(NamedTuple):
     rank2: bool = False
     device: bool = True
 
+    def with_residual(self, name: str, source: str, residual: Rows | None = None, input: Rows | None = None) -> Kernel:
+        """The same kernel with a residual: ``residual_in`` / ``residual_out`` after the input (read as ``input``
+        where given), read as ``residual`` (default: as the input) with the input's ``m`` and ``n``, their shapes
+        never compared."""
+        first = (self.rows[0][0], input or self.rows[0][1])
+        read = residual or first[1]
+        rows = (first, ("residual_in", read), ("residual_out", read), *self.rows[1:])
+        return self._replace(name=name, source=source, rows=rows, same_rows=("residual_in", "residual_out"))
+
     def row(self, name: str) -> Rows:
         return dict(self.rows)[name]
 

@@ -96,8 +96,100 @@ def needs(*kernels: Kernel) -> Needs:
     )
 
 
-def still_needed(needs: Needs, alone: Collection[str] = (), with_rows: Collection[str] = ()) -> tuple[str, ...]:
-    """The requirements a caller still checks when the release already does ``alone`` (calls
-    without a residual) and ``with_rows`` (calls with one) itself.  A release's host check reads
-    ``x`` alone: the weights' and the residual's devices stay the caller's to check."""
-    return tuple(name for name in needs.names() if name not in alone or name not in with_rows or name == HOST)
+#: How a normalized tensor's own layout is checked per call (``Checks.x``, ``Checks.rows``).
+X_ROWS = "rows"  # contiguous, or (``Checks.row_strided``) rows through stride(0), unit last stride, no overlap
+X_UNIT_LAST = (
+    "unit last stride"  # elements one apart; rows anywhere (read through stride(0), or reshaped by the release)
+)
+X_CONTIGUOUS = "contiguous"  # read flat
+X_POSITIVE = "positive strides"  # every stride honoured, assumed positive: no expanded rows
+X_ANY = "any"  # the kernel, or the release before it, takes any layout
+#: The release's own returns before any kernel that the guard lets happen (``Checks.exits``).
+EXITS = (ZERO_ROWS, HOST, WEIGHT_DTYPE)
+
+
+class Checks(NamedTuple):
+    """What a guard checks per call of one kind (``x`` alone, or with row tensors): its kernels' needs less
+    what the release does itself.  Computed once per guard; the fast path, the slow path and the report all
+    read it."""
+
+    x: str  # the first group's rows (X_*)
+    rank2: bool  # 2-D only (else: the kernel or the release reads rows of any rank)
+    row_strided: bool  # under X_ROWS: a row-strided view is read right
+    rows: str  # the row tensors' layout (X_*)
+    nonempty: bool  # an empty grid faults
+    weight_dtype: bool
+    weight_stride: bool
+    host_x: bool
+    host_others: bool  # the vectors, the row tensors, the other groups
+    same_rows: bool  # row tensors and other groups: read with x's rows (and, ``rows_dtype``, its dtype)
+    rows_dtype: bool
+    flattened: bool  # the release reshapes x, the residual and the summed tensors to rows itself
+    not_2d: bool  # several groups, read with n = size(1): another rank is refused, not reshaped
+    reshape: bool  # one group read as rows: the guard may hand x over as ``(-1, n)`` rows (else only its layout)
+    exits: frozenset[str]  # the release's own returns before any kernel (EXITS)
+
+    def names(self) -> tuple[str, ...]:
+        """The requirements checked, by name, in :data:`ALL`'s order (for doctor and status)."""
+        on = {
+            X_LAYOUT: self.x != X_ANY or self.rank2,
+            ROWS_LAYOUT: self.rows != X_ANY,
+            SAME_ROWS: self.same_rows,
+            ZERO_ROWS: self.nonempty and ZERO_ROWS not in self.exits,
+            WEIGHT_DTYPE: self.weight_dtype,
+            WEIGHT_LENGTH: True,
+            WEIGHT_STRIDE: self.weight_stride,
+            HOST: self.host_x or self.host_others,
+        }
+        return tuple(name for name in ALL if on[name])
+
+
+def checks(needs: Needs, done: Collection[str], with_rows: bool, row_stride: bool = False, groups: int = 1) -> Checks:
+    """The per-call checks for calls without (or, ``with_rows``, with) row tensors, when the release already does
+    ``done`` itself; ``row_stride``: row-strided views allowed where the kernels read them; ``groups``: how many
+    normalized tensors the entry has (several: never reshaped, each 2-D)."""
+    several = groups > 1
+    layout = needs.layout
+    own = {ROWS: X_UNIT_LAST if several else X_ROWS, CONTIGUOUS: X_CONTIGUOUS}.get(layout, X_ANY)
+    if layout == ANY and needs.positive_strides:
+        own = X_POSITIVE
+    x, rank2 = own, several or layout == ROWS
+    if X_LAYOUT in done:
+        x, rank2 = X_ANY, several
+    elif X_RESHAPED in done:
+        x, rank2 = X_UNIT_LAST, False
+    elif X_CONTIGUOUS_2D in done and layout == ROWS:
+        x = X_ANY
+    if layout == ANY or ROWS_LAYOUT in done:
+        rows = own if layout == ANY else X_ANY
+    else:
+        rows = own if several else X_CONTIGUOUS
+    return Checks(
+        x=x,
+        rank2=rank2,
+        row_strided=row_stride and not with_rows and needs.row_strided and x == X_ROWS,
+        rows=rows,
+        nonempty=needs.nonempty,
+        weight_dtype=needs.weight_dtype and WEIGHT_DTYPE not in done,
+        weight_stride=needs.weight_contiguous and WEIGHT_STRIDE not in done,
+        host_x=needs.device and HOST not in done,
+        host_others=needs.device,
+        same_rows=needs.same_rows,
+        rows_dtype=needs.rows_dtype or not several,  # an RMSNorm's residual: always x's dtype, as its fallback's
+        flattened=ROWS_LAYOUT in done,
+        not_2d=several and layout == ROWS,
+        reshape=layout == ROWS and not several,
+        exits=frozenset(done) & frozenset(EXITS),
+    )
+
+
+def still_needed(
+    needs: Needs, alone: Collection[str] = (), with_rows: Collection[str] = (), groups: int = 1
+) -> tuple[str, ...]:
+    """The requirements a caller still checks when the release already does ``alone`` (calls without a
+    residual) and ``with_rows`` (calls with one) itself: those of either kind of call."""
+    named = {
+        *checks(needs, alone, False, groups=groups).names(),
+        *checks(needs, with_rows, True, groups=groups).names(),
+    }
+    return tuple(name for name in ALL if name in named)

@@ -27,7 +27,6 @@ from aiter_norm_guard.kernels.form import (
 
 _HIP_ROWS = Rows(n=N_SIZE1, pitch=PITCH)
 _CK_ROWS = Rows(n=N_LAST, pitch=PITCH)
-_ADD = ("residual_in", "residual_out")
 
 HIP_RMSNORM = Kernel(
     name="aiter HIP rmsnorm",
@@ -38,27 +37,23 @@ HIP_RMSNORM = Kernel(
     vectors=(("weight", Vector()),),
     max_n=8192,
 )
-HIP_ADD_RMSNORM = HIP_RMSNORM._replace(
-    name="aiter HIP add_rmsnorm",
-    source="v0.1.17 csrc/kernels/rmsnorm_quant_kernels.cu:484-521: as rmsnorm; residual_in / residual_out read "
+HIP_ADD_RMSNORM = HIP_RMSNORM.with_residual(
+    "aiter HIP add_rmsnorm",
+    "v0.1.17 csrc/kernels/rmsnorm_quant_kernels.cu:484-521: as rmsnorm; residual_in / residual_out read "
     "with their own stride(0) and the input's m and n, shapes never compared",
-    rows=(("input", _HIP_ROWS), ("residual_in", _HIP_ROWS), ("residual_out", _HIP_ROWS), ("out", _HIP_ROWS)),
-    same_rows=_ADD,
 )
-CK_RMSNORM = Kernel(
+CK_RMSNORM = HIP_RMSNORM._replace(
     name="aiter CK rmsnorm2d",
     source="wheel / v0.1.17 csrc/py_itfs_ck/rmsnorm_ck_kernels.cu:10-58: n = input.size(-1), m = numel / n, "
     "stride(0) of input and out, views (m, n) with strides (stride, 1) (ck_tile rmsnorm2d_fwd_kernel.hpp:192-263), "
     "gamma n elements typed as the input; only the input dtype is checked",
     rows=(("input", _CK_ROWS), ("out", _CK_ROWS)),
-    vectors=(("weight", Vector()),),
+    max_n=None,
 )
-CK_ADD_RMSNORM = CK_RMSNORM._replace(
-    name="aiter CK rmsnorm2d_with_add",
-    source="wheel / v0.1.17 csrc/py_itfs_ck/rmsnorm_ck_kernels.cu:72-122: as rmsnorm2d, residuals at their own "
+CK_ADD_RMSNORM = CK_RMSNORM.with_residual(
+    "aiter CK rmsnorm2d_with_add",
+    "wheel / v0.1.17 csrc/py_itfs_ck/rmsnorm_ck_kernels.cu:72-122: as rmsnorm2d, residuals at their own "
     "stride(0), shapes never compared",
-    rows=(("input", _CK_ROWS), ("residual_in", _CK_ROWS), ("residual_out", _CK_ROWS), ("out", _CK_ROWS)),
-    same_rows=_ADD,
 )
 OPUS_RMSNORM = Kernel(
     name="aiter opus rms_norm",
@@ -70,18 +65,13 @@ OPUS_RMSNORM = Kernel(
     zero_rows=EMPTY_GRID_SKIPPED,
     dtypes=("bfloat16", "float16", "float32"),
 )
-OPUS_ADD_RMSNORM = OPUS_RMSNORM._replace(
-    name="aiter opus add_rms_norm",
-    source="v0.1.18 aiter/ops/rmsnorm.py:151-196: copies the input only if stride(-1) != 1 (a >= 3-D input with "
+OPUS_ADD_RMSNORM = OPUS_RMSNORM.with_residual(
+    "aiter opus add_rms_norm",
+    "v0.1.18 aiter/ops/rmsnorm.py:151-196: copies the input only if stride(-1) != 1 (a >= 3-D input with "
     "non-collapsible rows is read through stride(-2): wrong rows); asserts residual dtypes and contiguity, never "
     "their shape or numel",
-    rows=(
-        ("input", Rows(n=N_LAST, pitch=PITCH_LAST2)),
-        ("residual_in", _CK_ROWS),
-        ("residual_out", _CK_ROWS),
-        ("out", _CK_ROWS),
-    ),
-    same_rows=_ADD,
+    residual=_CK_ROWS,
+    input=Rows(n=N_LAST, pitch=PITCH_LAST2),
 )
 #: Every kernel ``rmsnorm2d_fwd`` / ``rmsnorm2d_fwd_with_add`` may reach, in any aiter version.
 RMSNORM2D = (HIP_RMSNORM, HIP_ADD_RMSNORM, CK_RMSNORM, CK_ADD_RMSNORM, OPUS_RMSNORM, OPUS_ADD_RMSNORM)
@@ -97,17 +87,11 @@ TRITON_RMSNORM = Kernel(
     zero_rows=EMPTY_GRID_SKIPPED,
     rank2=True,
 )
-TRITON_ADD_RMSNORM = TRITON_RMSNORM._replace(
-    name="aiter Triton rmsnorm2d_fwd_with_add (gfx1250)",
-    source="HEAD aiter/ops/triton/normalization/rmsnorm.py:69-101: only x.stride(0) and out.stride(0) passed; "
+TRITON_ADD_RMSNORM = TRITON_RMSNORM.with_residual(
+    "aiter Triton rmsnorm2d_fwd_with_add (gfx1250)",
+    "HEAD aiter/ops/triton/normalization/rmsnorm.py:69-101: only x.stride(0) and out.stride(0) passed; "
     "_triton_kernels/normalization/rmsnorm.py:439-440: residual_in / residual_out indexed with the input's pitch",
-    rows=(
-        ("input", _TRITON_ROWS),
-        ("residual_in", Rows(n=N_LAST, pitch=INPUT_PITCH, dtype=OWN)),
-        ("residual_out", Rows(n=N_LAST, pitch=INPUT_PITCH, dtype=OWN)),
-        ("out", _TRITON_ROWS),
-    ),
-    same_rows=_ADD,
+    residual=Rows(n=N_LAST, pitch=INPUT_PITCH, dtype=OWN),
 )
 
 TRITON_ADD_RMSNORM_PAD = Kernel(

@@ -17,25 +17,21 @@ from aiter_norm_guard.kernels.form import (
     Rows,
     Vector,
 )
+from aiter_norm_guard.kernels.norm import HIP_RMSNORM
 
-_HIP_ROWS = Rows(n=N_SIZE1, pitch=PITCH)
 _OUT = Rows(n=N_SIZE1, pitch=PITCH, dtype=OWN)  # the quantized output, written in its own (fp8) dtype
 
-HIP_RMSNORM_QUANT = Kernel(
+HIP_RMSNORM_QUANT = HIP_RMSNORM._replace(
     name="aiter HIP rmsnorm_quant",
     source="v0.1.17 csrc/kernels/rmsnorm_quant_kernels.cu:420-464 (the rmsnorm kernel with FUSE_QUANT): "
     "n = input.size(1), m = numel / n, stride(0) of input and out, weight reinterpreted as the input's dtype, "
     "per-token scale[row] as float, grid(m) unchecked, n <= 8192",
-    rows=(("input", _HIP_ROWS), ("out", _OUT)),
-    vectors=(("weight", Vector()),),
-    max_n=8192,
+    rows=(("input", HIP_RMSNORM.row("input")), ("out", _OUT)),
 )
-HIP_ADD_RMSNORM_QUANT = HIP_RMSNORM_QUANT._replace(
-    name="aiter HIP add_rmsnorm_quant",
-    source="v0.1.17 csrc/kernels/rmsnorm_quant_kernels.cu:358-401: as rmsnorm_quant; residual_in / residual_out "
+HIP_ADD_RMSNORM_QUANT = HIP_RMSNORM_QUANT.with_residual(
+    "aiter HIP add_rmsnorm_quant",
+    "v0.1.17 csrc/kernels/rmsnorm_quant_kernels.cu:358-401: as rmsnorm_quant; residual_in / residual_out "
     "at their own stride(0), shapes never compared",
-    rows=(("input", _HIP_ROWS), ("residual_in", _HIP_ROWS), ("residual_out", _HIP_ROWS), ("out", _OUT)),
-    same_rows=("residual_in", "residual_out"),
 )
 
 _TRITON_ROWS = Rows(n=N_LAST, pitch=STRIDES, dtype=OWN)
@@ -52,15 +48,12 @@ TRITON_FP8_GROUP_QUANT = Kernel(
     rank2=True,
 )
 _MXFP4_ROWS = Rows(n=N_LAST, pitch=PITCH, dtype=OWN)
-TRITON_MXFP4_QUANT = Kernel(
+TRITON_MXFP4_QUANT = TRITON_FP8_GROUP_QUANT._replace(
     name="aiter Triton fused_rms_mxfp4_quant",
     source="wheel aiter/ops/triton/fused_mxfp4_quant.py:16-130: M, N1 = x1.shape, assert N1 % 2 == 0; only row "
     "strides of x1, x2, res1 passed (columns one apart); no res1 shape or x2 row check; kernel "
     "_triton_kernels/fused_mxfp4_quant.py:139: tl.load(w1_ptr + x_offs_n).to(fp32)",
     rows=(("x1", _MXFP4_ROWS), ("x2", _MXFP4_ROWS), ("res1", _MXFP4_ROWS)),
     vectors=(("x1_weight", Vector(dtype=OWN)), ("x2_weight", Vector(dtype=OWN))),
-    zero_rows=EMPTY_GRID_SKIPPED,
     same_rows=("x2", "res1"),
-    dtypes=(),
-    rank2=True,
 )

@@ -11,7 +11,7 @@ entry already checks itself is in ``upstream``.  Nothing here imports torch or s
 from __future__ import annotations
 
 from aiter_norm_guard.targets import allreduce, attention, deepseek_v4, fused_quant, layernorm, qwen3
-from aiter_norm_guard.targets.declaration import Feed, Route, Target, selected
+from aiter_norm_guard.targets.declaration import Attr, Fallback, Feed, Group, Native, Param, Route, Target, selected
 
 TARGETS: tuple[Target, ...] = (
     *layernorm.TARGETS,
@@ -22,4 +22,16 @@ TARGETS: tuple[Target, ...] = (
     *deepseek_v4.TARGETS,
 )
 LAYERNORM = layernorm.LAYERNORM  # every sglang has it
-__all__ = ["LAYERNORM", "TARGETS", "Feed", "Route", "Target", "selected"]
+__all__ = [
+    "LAYERNORM",
+    "TARGETS",
+    "Attr",
+    "Fallback",
+    "Feed",
+    "Group",
+    "Native",
+    "Param",
+    "Route",
+    "Target",
+    "selected",
+]

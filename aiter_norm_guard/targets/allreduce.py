@@ -9,10 +9,10 @@ reads shapes, dtypes, layout and device only: the same on every rank of the grou
 from __future__ import annotations
 
 from aiter_norm_guard.kernels.allreduce import AR_RMSNORM
-from aiter_norm_guard.targets.declaration import Feed, Target
+from aiter_norm_guard.targets.declaration import Fallback, Feed, Group, Param, Target
 
 PARALLEL_STATE = "sglang.srt.distributed.parallel_state"
-_FEED = Feed(x="input_", rows=("residual_inp_",), vectors=("weight_",), refit=False)
+_FEED = Feed(groups=(Group("input_", (Param("weight_"),)),), rows=("residual_inp_",), refit=False)
 
 FUSED_ALLREDUCE_RMSNORM = Target(
     name="GroupCoordinator.fused_allreduce_rmsnorm",
@@ -20,9 +20,7 @@ FUSED_ALLREDUCE_RMSNORM = Target(
     attribute="GroupCoordinator.fused_allreduce_rmsnorm",
     feed=_FEED,
     kernels=(AR_RMSNORM,),
-    fallback="aiter_norm_guard.guard.fallbacks:decline",
-    fallback_params=(),
-    selected_by=(),
+    fallback=Fallback.DECLINE,
     aiter_calls=("custom_fused_ar_rms", "fused_ar_rms"),
 )
 FUSED_ALLREDUCE_RMSNORM_QUANT = FUSED_ALLREDUCE_RMSNORM._replace(  # 0.5.17+, gfx95: fp8 per-group out

@@ -11,7 +11,7 @@ weights and epsilons.
 from __future__ import annotations
 
 from aiter_norm_guard.kernels.attention import FUSED_QK_RMSNORM
-from aiter_norm_guard.targets.declaration import Feed, Target
+from aiter_norm_guard.targets.declaration import Fallback, Feed, Group, Param, Target
 
 _METHODS = "sglang.srt.models.deepseek_common.attention_forward_methods"
 
@@ -19,11 +19,9 @@ MLA_QK_RMSNORM = Target(
     name="forward_mla.fused_qk_rmsnorm_bf16",
     module=f"{_METHODS}.forward_mla",
     attribute="fused_qk_rmsnorm_bf16",
-    feed=Feed(x="q", pairs=(("q", "q_weight"), ("k", "k_weight"))),
+    feed=Feed(groups=(Group("q", (Param("q_weight"),)), Group("k", (Param("k_weight"),)))),
     kernels=(FUSED_QK_RMSNORM,),
-    fallback="aiter_norm_guard.guard.fallbacks:qk_rmsnorm_native",
-    fallback_params=(),
-    selected_by=(),
+    fallback=Fallback.QK_RMSNORM_NATIVE,
     aiter_calls=("_aiter_fused_qk_rmsnorm_unified",),
     binding=True,
 )

@@ -12,18 +12,15 @@ answer and raises where aiter would misread (:mod:`aiter_norm_guard.guard.group_
 from __future__ import annotations
 
 from aiter_norm_guard.kernels.group_quant_store import FUSED_QK_NORM_ROPE_GROUP_QUANT
-from aiter_norm_guard.targets.declaration import Feed, Target
+from aiter_norm_guard.targets.declaration import Feed, Group, Param, Target
 
 GROUP_QUANT_STORE = Target(
     name="fused_qk_norm_rope_store.fused_qk_norm_rope_group_quant",
     module="sglang.kernels.ops.attention.fused_qk_norm_rope_store",
     attribute="fused_qk_norm_rope_group_quant",
-    feed=Feed(x="q", vectors=("k_weight",)),
+    feed=Feed(groups=(Group("q", (Param("k_weight"),)),)),
     kernels=(),
-    fallback="",  # none: the guard raises where aiter would misread
-    fallback_params=(),
-    selected_by=(),
-    aiter_calls=(),
+    fallback=None,  # no exact one: the guard raises where aiter would misread
     binding=True,
     group_quant=FUSED_QK_NORM_ROPE_GROUP_QUANT,
 )

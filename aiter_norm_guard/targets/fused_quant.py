@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from aiter_norm_guard.kernels import quant
-from aiter_norm_guard.targets.declaration import Feed, Route, Target
+from aiter_norm_guard.targets.declaration import Fallback, Feed, Group, Param, Route, Target
 
 COMMUNICATOR_QUANT = Target(
     name="communicator._fused_rmsnorm_fp8_per_token_quant",
     module="sglang.srt.layers.communicator",
     attribute="_fused_rmsnorm_fp8_per_token_quant",
-    feed=Feed(x="hidden_states", rows=("residual",), vectors=("weight",), keep_rank=True),
+    feed=Feed(groups=(Group("hidden_states", (Param("weight"),)),), rows=("residual",), keep_rank=True),
     kernels=(quant.HIP_RMSNORM_QUANT, quant.HIP_ADD_RMSNORM_QUANT),
-    fallback="aiter_norm_guard.guard.fallbacks:fp8_per_token_quant",
-    fallback_params=(),
-    selected_by=("_use_aiter",),
+    fallback=Fallback.FP8_PER_TOKEN_QUANT,
+    selected_by=(("_use_aiter",),),
     aiter_calls=("_aiter_rmsnorm_quant", "_aiter_add_rmsnorm_quant"),
     routes=(Route((quant.TRITON_FP8_GROUP_QUANT,), flag="_is_gfx1250_supported"),),
 )
@@ -39,12 +38,12 @@ def _triton_quant(short: str, module: str, attribute: str, kernel: object, first
         name=f"{short}.{attribute}",
         module=module,
         attribute=attribute,
-        feed=Feed(x=first, rows=("res1",), pairs=((first, f"{first}_weight"), (second, f"{second}_weight"))),
+        feed=Feed(
+            groups=(Group(first, (Param(f"{first}_weight"),)), Group(second, (Param(f"{second}_weight"),))),
+            rows=("res1",),
+        ),
         kernels=(kernel,),  # type: ignore[arg-type]
-        fallback="aiter_norm_guard.guard.fallbacks:quant_refusal",
-        fallback_params=(),
-        selected_by=(),
-        aiter_calls=(),
+        fallback=Fallback.QUANT_REFUSAL,
         binding=True,
     )
 

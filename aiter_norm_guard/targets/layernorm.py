@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from aiter_norm_guard.kernels import norm
-from aiter_norm_guard.targets.declaration import Feed, Route, Target
+from aiter_norm_guard.targets.declaration import WEIGHT, Attr, Feed, Group, Native, Route, Target
 
 LAYERNORM = "sglang.srt.layers.layernorm"
-_NATIVE_ARGS = ("x", "residual", "post_residual_addition")
 _BOUND = ("_forward_method", "_original_forward_method")
+#: RMSNorm built with ``x_pad_to_multiple`` (0.5.19+): per call, the release's Triton pad kernel, its
+#: output's last dimension zero-padded to that multiple.
+_PAD = Route(
+    (norm.TRITON_ADD_RMSNORM_PAD,), instance=("_fused_pad_kernel", "x_pad_to_multiple"), pad_to="x_pad_to_multiple"
+)
 
 RMSNORM = Target(
     name="RMSNorm.forward_aiter",
@@ -15,21 +19,19 @@ RMSNORM = Target(
     attribute="RMSNorm.forward_aiter",
     feed=Feed(rows=("residual",), summed=("post_residual_addition",)),
     kernels=norm.RMSNORM2D,
-    fallback="self.forward_native",
-    fallback_params=_NATIVE_ARGS,
-    selected_by=("_use_aiter",),
+    fallback=Native("forward_native", ("x", "residual", "post_residual_addition")),
+    selected_by=(("_use_aiter",),),
     aiter_calls=("rms_norm", "fused_add_rms_norm"),
     bound_attrs=_BOUND,
-    routes=(Route((norm.TRITON_RMSNORM, norm.TRITON_ADD_RMSNORM), binding="rms_norm"),),
-    pad=norm.TRITON_ADD_RMSNORM_PAD,
+    routes=(Route((norm.TRITON_RMSNORM, norm.TRITON_ADD_RMSNORM), binding="rms_norm"), _PAD),
 )
 
 GEMMA_RMSNORM = RMSNORM._replace(  # the same kernels and fallback; the weight it reads is weight + 1
     name="GemmaRMSNorm.forward_hip",
     attribute="GemmaRMSNorm.forward_hip",
-    feed=RMSNORM.feed._replace(vectors=("self.gemma_weight|self.weight",)),
-    selected_by=("_use_aiter", "_has_vllm_rms_norm"),
-    pad=None,
+    feed=RMSNORM.feed._replace(groups=(Group("x", (Attr(("gemma_weight", "weight")),)),)),
+    selected_by=(("_use_aiter",), ("_has_vllm_rms_norm",)),
+    routes=RMSNORM.routes[:1],
 )
 
 LAYER_NORM = Target(
@@ -37,15 +39,14 @@ LAYER_NORM = Target(
     module=LAYERNORM,
     attribute="LayerNorm.forward_hip",
     feed=Feed(
-        vectors=("self.weight", "self.bias"),
+        groups=(Group("x", (WEIGHT, Attr(("bias",)))),),
         hidden="hidden_size",
         kernel_dtypes=("bfloat16", "float16"),
         dtype_attr="dtype",
     ),
     kernels=(norm.CK_LAYERNORM,),
-    fallback="self.forward_native",
-    fallback_params=("x",),
-    selected_by=("_has_aiter_layer_norm",),
+    fallback=Native("forward_native", ("x",)),
+    selected_by=(("_has_aiter_layer_norm",),),
     aiter_calls=("layer_norm",),
     bound_attrs=_BOUND,
 )
@@ -56,9 +57,8 @@ DIFFUSION_RMSNORM = Target(  # the diffusion runtime's own RMSNorm (0.5.12+): th
     attribute="RMSNorm.forward_aiter",
     feed=Feed(rows=("residual",)),
     kernels=norm.RMSNORM2D,
-    fallback="self.forward_native",
-    fallback_params=("x", "residual"),
-    selected_by=("USE_AITER|_use_aiter",),
+    fallback=Native("forward_native", ("x", "residual")),
+    selected_by=(("USE_AITER", "_use_aiter"),),
     aiter_calls=("rms_norm", "fused_add_rms_norm"),
     bound_attrs=("_forward_method",),
 )

@@ -14,28 +14,26 @@ from __future__ import annotations
 
 from aiter_norm_guard.kernels.form import CacheWrite
 from aiter_norm_guard.kernels.rope_cache import FUSED_QK_NORM_MROPE_CACHE, FUSED_QK_NORM_ROPE_CACHE
-from aiter_norm_guard.targets.declaration import Feed, Target
+from aiter_norm_guard.targets.declaration import Fallback, Feed, Group, Target
 
 _MODULE = "sglang.srt.models.qwen3"
-_METHOD_FEED = Feed(x="hidden_states", vectors=())
-_UNFUSED = "aiter_norm_guard.guard.cache_write:unfused"
+_UNFUSED = Fallback.UNFUSED_CACHE_WRITE
 
 MROPE_PREPARE = Target(  # 0.5.10 - 0.5.22: mrope only, the cache fetched inside
     name="Qwen3Attention.forward_prepare_aiter_fused_mrope",
     module=_MODULE,
     attribute="Qwen3Attention.forward_prepare_aiter_fused_mrope",
-    feed=_METHOD_FEED,
+    feed=Feed(groups=(Group("hidden_states", ()),)),
     kernels=(),
     fallback=_UNFUSED,
-    fallback_params=(),
-    selected_by=("_has_fused_qk_norm_mrope",),
+    selected_by=(("_has_fused_qk_norm_mrope",),),
     aiter_calls=("fused_qk_norm_mrope_3d_cache_pts_quant_shuffle",),
     cache_writes=(FUSED_QK_NORM_MROPE_CACHE,),
 )
 PREPARE = MROPE_PREPARE._replace(  # 0.5.23: 1-D or mrope, the cache handed in
     name="Qwen3Attention.forward_prepare_aiter_fused",
     attribute="Qwen3Attention.forward_prepare_aiter_fused",
-    selected_by=("_has_fused_qk_norm_mrope|_has_fused_qk_norm_rope",),
+    selected_by=(("_has_fused_qk_norm_mrope", "_has_fused_qk_norm_rope"),),
     aiter_calls=("aiter_fused_qk_norm_rope_set_kv",),
     cache_writes=(FUSED_QK_NORM_MROPE_CACHE, FUSED_QK_NORM_ROPE_CACHE),
 )
@@ -46,12 +44,9 @@ def _binding(attribute: str, contract: CacheWrite) -> Target:
         name=f"qwen3.{attribute}",
         module=_MODULE,
         attribute=attribute,
-        feed=Feed(x="qkv", vectors=()),
+        feed=Feed(groups=(Group("qkv", ()),)),
         kernels=(),
         fallback=_UNFUSED,
-        fallback_params=(),
-        selected_by=(),
-        aiter_calls=(),
         binding=True,
         cache_writes=(contract,),
         cache_view=("k_cache", "v_cache"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +27,23 @@ from aiter_norm_guard.kernels.form import Kernel
 
 Tensor = torch.Tensor
 BUILDS = ("legacy", "opus")
+T = TypeVar("T")
+#: ``rmsnorm_quant``'s parameters after ``out, input`` (``add_rmsnorm_quant``: after the residuals), less gemma_norm.
+QUANT_PARAMS = "scale, weight, epsilon, group_size=0, shuffle_scale=False"
+_RESIDUALS = ("residual_in", "residual_out")
+
+
+def aiter_entry(name: str, params: str, body: Callable[[dict[str, Any]], T], **names: object) -> Callable[..., T]:
+    """A plain function ``name(params)`` that hands ``body`` its arguments by name: aiter's exact parameters
+    (``params`` as Python writes them, defaults naming ``names``), for a double to bind calls as aiter does."""
+    namespace: dict[str, Any] = {"_body": body, **names}
+    exec(f"def {name}({params}):\n    return _body(locals())", namespace)
+    return namespace[name]  # type: ignore[no-any-return]
+
+
+def _quant_entry(name: str, kernel: Kernel, residuals: str) -> Callable[..., None]:
+    params = f"self, out, input, {residuals}{QUANT_PARAMS}, gemma_norm=False"
+    return aiter_entry(name, params, lambda a: a["self"]._quant(name, kernel, a))
 
 
 @dataclass(frozen=True)
@@ -148,17 +166,11 @@ class AiterKernelDouble:
             launch.write("out", out, (s - mean) * torch.rsqrt(var + epsilon) * w + b)
         return out
 
-    def _quant(
-        self,
-        kernel: Kernel,
-        out: Tensor,
-        inp: Tensor,
-        scale: Tensor,
-        weight: Tensor,
-        eps: float,
-        res: tuple[Tensor, Tensor] | None,
-    ) -> None:
-        res_in, res_out = res if res is not None else (None, None)
+    def _quant(self, name: str, kernel: Kernel, a: dict[str, Any]) -> None:
+        """``rmsnorm_quant`` / ``add_rmsnorm_quant`` (``a``: the call's arguments by name)."""
+        if not self._log(name, **{k: a[k] for k in ("out", "input", *_RESIDUALS, "scale", "weight") if k in a}):
+            return
+        out, inp, scale, weight, res_in, res_out = (a.get(k) for k in ("out", "input", "scale", "weight", *_RESIDUALS))
         launch = Launch(kernel, inp, weight, out=out, scale=scale, residual_in=res_in, residual_out=res_out)
         w = launch.vector("weight", weight)
         if launch.empty:
@@ -167,42 +179,14 @@ class AiterKernelDouble:
         if res_in is not None and res_out is not None:
             s = s + launch.read("residual_in", res_in)
             launch.write("residual_out", res_out, s.to(inp.dtype))
-        y = rms(s, w, eps)
+        y = rms(s, w, a["epsilon"])
         sc = (y.abs().amax(dim=-1) / torch.finfo(out.dtype).max).clamp(min=1e-10)
         launch.write("out", out, y / sc.unsqueeze(1))
         s_mem, s_idx = rows(scale.view(-1, 1), launch.m, 1, "scale", torch.float32, pitch=1)
         s_mem[s_idx] = sc.unsqueeze(1)
 
-    def rmsnorm_quant(
-        self,
-        out: Tensor,
-        input: Tensor,
-        scale: Tensor,
-        weight: Tensor,
-        epsilon: float,
-        group_size: int = 0,
-        shuffle_scale: bool = False,
-        gemma_norm: bool = False,
-    ) -> None:
-        if self._log("rmsnorm_quant", out=out, input=input, scale=scale, weight=weight):
-            self._quant(quant.HIP_RMSNORM_QUANT, out, input, scale, weight, epsilon, None)
-
-    def add_rmsnorm_quant(
-        self,
-        out: Tensor,
-        input: Tensor,
-        residual_in: Tensor,
-        residual_out: Tensor,
-        scale: Tensor,
-        weight: Tensor,
-        epsilon: float,
-        group_size: int = 0,
-        shuffle_scale: bool = False,
-        gemma_norm: bool = False,
-    ) -> None:
-        names = {"out": out, "input": input, "residual_in": residual_in, "residual_out": residual_out}
-        if self._log("add_rmsnorm_quant", scale=scale, weight=weight, **names):
-            self._quant(quant.HIP_ADD_RMSNORM_QUANT, out, input, scale, weight, epsilon, (residual_in, residual_out))
+    rmsnorm_quant = _quant_entry("rmsnorm_quant", quant.HIP_RMSNORM_QUANT, "")
+    add_rmsnorm_quant = _quant_entry("add_rmsnorm_quant", quant.HIP_ADD_RMSNORM_QUANT, "residual_in, residual_out, ")
 
     def fused_add_rmsnorm_pad(
         self, x: Tensor, weight: Tensor, epsilon: float, res: Tensor | None = None, x_pad_to_multiple: int = 0

@@ -102,9 +102,11 @@ class AiterKernelDouble:
         inp: Tensor,
         weight: Tensor,
         eps: float,
-        res_in: Tensor | None = None,
-        res_out: Tensor | None = None,
+        res: tuple[Tensor | None, Tensor | None] = (None, None),
+        scale: Tensor | None = None,
     ) -> None:
+        """One norm kernel (``res``: residual in and out; ``scale``: rmsnorm_quant's, per row to the output's max)."""
+        res_in, res_out = res
         if kernel is norm.OPUS_RMSNORM:  # copies what is not 2-D row-strided
             if not (inp.is_contiguous() or (inp.dim() == 2 and inp.stride(-1) == 1)):
                 inp = inp.contiguous()
@@ -116,7 +118,7 @@ class AiterKernelDouble:
             out = out.view(-1, n)
             res_in = None if res_in is None else res_in.view(-1, n)
             res_out = None if res_out is None else res_out.view(-1, n)
-        launch = Launch(kernel, inp, weight, out=out, residual_in=res_in, residual_out=res_out)
+        launch = Launch(kernel, inp, weight, out=out, scale=scale, residual_in=res_in, residual_out=res_out)
         w = launch.vector("weight", weight)
         if launch.empty:
             return
@@ -124,7 +126,12 @@ class AiterKernelDouble:
         if res_in is not None and res_out is not None:
             s = s + launch.read("residual_in", res_in)
             launch.write("residual_out", res_out, s.to(inp.dtype))
-        launch.write("out", out, rms(s, w, eps))
+        y = rms(s, w, eps)
+        sc = None if scale is None else (y.abs().amax(dim=-1) / torch.finfo(out.dtype).max).clamp(min=1e-10)
+        launch.write("out", out, y if sc is None else y / sc.unsqueeze(1))
+        if sc is not None:
+            s_mem, s_idx = rows(scale.view(-1, 1), launch.m, 1, "scale", torch.float32, pitch=1)
+            s_mem[s_idx] = sc.unsqueeze(1)
 
     # -- aiter's Python entry points -------------------------------------------
     def rmsnorm2d_fwd(
@@ -149,7 +156,7 @@ class AiterKernelDouble:
         names = {"out": out, "input": input, "residual_in": residual_in, "residual_out": residual_out}
         if self._log("rmsnorm2d_fwd_with_add", weight=weight, **names):
             kernel = self._route(input, True, use_model_sensitive_rmsnorm)
-            self._norm(kernel, out, input, weight, epsilon, residual_in, residual_out)
+            self._norm(kernel, out, input, weight, epsilon, (residual_in, residual_out))
 
     def layernorm2d_fwd(
         self, input: Tensor, weight: Tensor, bias: Tensor, epsilon: float = 1e-5, x_bias: Tensor | None = None
@@ -168,22 +175,9 @@ class AiterKernelDouble:
 
     def _quant(self, name: str, kernel: Kernel, a: dict[str, Any]) -> None:
         """``rmsnorm_quant`` / ``add_rmsnorm_quant`` (``a``: the call's arguments by name)."""
-        if not self._log(name, **{k: a[k] for k in ("out", "input", *_RESIDUALS, "scale", "weight") if k in a}):
-            return
-        out, inp, scale, weight, res_in, res_out = (a.get(k) for k in ("out", "input", "scale", "weight", *_RESIDUALS))
-        launch = Launch(kernel, inp, weight, out=out, scale=scale, residual_in=res_in, residual_out=res_out)
-        w = launch.vector("weight", weight)
-        if launch.empty:
-            return
-        s = launch.read("input", inp)
-        if res_in is not None and res_out is not None:
-            s = s + launch.read("residual_in", res_in)
-            launch.write("residual_out", res_out, s.to(inp.dtype))
-        y = rms(s, w, a["epsilon"])
-        sc = (y.abs().amax(dim=-1) / torch.finfo(out.dtype).max).clamp(min=1e-10)
-        launch.write("out", out, y / sc.unsqueeze(1))
-        s_mem, s_idx = rows(scale.view(-1, 1), launch.m, 1, "scale", torch.float32, pitch=1)
-        s_mem[s_idx] = sc.unsqueeze(1)
+        if self._log(name, **{k: a[k] for k in ("out", "input", *_RESIDUALS, "scale", "weight") if k in a}):
+            res = (a.get("residual_in"), a.get("residual_out"))
+            self._norm(kernel, a["out"], a["input"], a["weight"], a["epsilon"], res, a["scale"])
 
     rmsnorm_quant = _quant_entry("rmsnorm_quant", quant.HIP_RMSNORM_QUANT, "")
     add_rmsnorm_quant = _quant_entry("add_rmsnorm_quant", quant.HIP_ADD_RMSNORM_QUANT, "residual_in, residual_out, ")

@@ -41,6 +41,11 @@ def aiter_entry(name: str, params: str, body: Callable[[dict[str, Any]], T], **n
     return namespace[name]  # type: ignore[no-any-return]
 
 
+def aiter_check(ok: bool, what: str) -> None:
+    if not ok:
+        raise RuntimeError(f"{what} (emulated AITER_CHECK)")
+
+
 def _quant_entry(name: str, kernel: Kernel, residuals: str) -> Callable[..., None]:
     params = f"self, out, input, {residuals}{QUANT_PARAMS}, gemma_norm=False"
     return aiter_entry(name, params, lambda a: a["self"]._quant(name, kernel, a))

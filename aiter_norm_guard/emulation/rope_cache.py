@@ -16,7 +16,16 @@ from typing import Any
 import torch
 
 from aiter_norm_guard.emulation.kernel import AiterKernelDouble, aiter_entry, rms
-from aiter_norm_guard.emulation.memory import InvalidConfiguration, KernelCrash, MemoryAccessFault, base, flat, vector
+from aiter_norm_guard.emulation.kernel import aiter_check as _check
+from aiter_norm_guard.emulation.memory import (
+    InvalidConfiguration,
+    KernelCrash,
+    MemoryAccessFault,
+    at,
+    base,
+    flat,
+    vector,
+)
 from aiter_norm_guard.kernels.form import SLOT_HEAD_CONTIGUOUS, SLOT_HEAD_STRIDES, CacheWrite
 from aiter_norm_guard.kernels.rope_cache import FUSED_QK_NORM_MROPE_CACHE, FUSED_QK_NORM_ROPE_CACHE
 
@@ -24,18 +33,10 @@ Tensor = torch.Tensor
 CACHE_BUILDS = {"strides": SLOT_HEAD_STRIDES, "contiguous": SLOT_HEAD_CONTIGUOUS}
 
 
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise RuntimeError(f"{what} (emulated AITER_CHECK)")
-
-
 def _int64_at(t: Tensor, index: Tensor) -> Tensor:
     """int64 values at ``t``'s pointer plus ``index`` (elements of int64), whatever ``t``'s dtype."""
-    mem = flat(t, torch.int64)
-    at = base(t, torch.int64) + index
-    if at.numel() and (int(at.min()) < 0 or int(at.max()) >= mem.numel()):
-        raise MemoryAccessFault("Memory access fault by GPU node (emulated): an int64 read past its storage")
-    return mem[at]
+    mem, index = at(t, torch.int64, index, "an int64 read past its storage")
+    return mem[index]
 
 
 _HEAD = "qkv, qw, kw, cos_sin, positions, num_tokens, num_heads_q, num_heads_k, num_heads_v, head_size, is_neox_style"
@@ -145,11 +146,8 @@ class CacheWriteDouble:
             rows = torch.bucketize(j, torch.tensor(sections).cumsum(0), right=True)
         s0, s1 = (positions.stride(0), positions.stride(1)) if positions.dim() == 2 else (0, positions.stride(0))
         p = _int64_at(positions, rows.unsqueeze(0) * s0 + torch.arange(t).unsqueeze(1) * s1)  # (t, half)
-        mem = flat(cache, dtype)
-        start = base(cache, dtype)
-        at_cos, at_sin = start + p * rd + j, start + p * rd + half + j
-        if int(at_sin.max()) >= mem.numel() or int(at_cos.min()) < 0:
-            raise MemoryAccessFault("Memory access fault by GPU node (emulated): a position past cos_sin_cache")
+        mem, at_cos = at(cache, dtype, p * rd + j, "a position past cos_sin_cache")
+        _, at_sin = at(cache, dtype, p * rd + half + j, "a position past cos_sin_cache")
         return mem[at_cos].float().unsqueeze(1), mem[at_sin].float().unsqueeze(1)  # (t, 1, half)
 
     @staticmethod
@@ -176,9 +174,6 @@ class CacheWriteDouble:
         else:
             tok, head = heads * d, d
         keep = slots >= 0
-        at = slots[keep].view(-1, 1, 1) * tok + torch.arange(heads).view(1, -1, 1) * head + torch.arange(d)
-        mem = flat(cache, kv)
-        at = at + base(cache, kv)
-        if at.numel() and (int(at.min()) < 0 or int(at.max()) >= mem.numel()):
-            raise MemoryAccessFault("Memory access fault by GPU node (emulated): a KV store past the cache's storage")
-        mem[at] = values[keep]
+        cells = slots[keep].view(-1, 1, 1) * tok + torch.arange(heads).view(1, -1, 1) * head + torch.arange(d)
+        mem, cells = at(cache, kv, cells, "a KV store past the cache's storage")
+        mem[cells] = values[keep]

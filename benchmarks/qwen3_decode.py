@@ -39,20 +39,9 @@ def setup() -> None:
         import sglang_setup
 
         sglang_setup.stub_non_norm_kernels()
-    import aiter.tuned_gemm
     import fused_qwen3
-    import sglang.srt.distributed.parallel_state as ps
-    import sglang_setup
 
-    aiter.tuned_gemm.tgemm = types.SimpleNamespace(mm=fused_qwen3.linear)
-    unquant = sys.modules.get("sglang.srt.layers.quantization.unquant")
-    if unquant is not None and "tgemm" in vars(unquant):  # bound at its import, before this
-        unquant.tgemm = aiter.tuned_gemm.tgemm
-    original = ps.init_model_parallel_group
-    ps.init_model_parallel_group = lambda *a, **k: original(
-        *a, **{**k, "use_pynccl": False, "use_custom_allreduce": False}
-    )
-    sglang_setup.distributed()
+    fused_qwen3.dense_on_one_process()
     torch.set_default_dtype(torch.bfloat16)
 
 

@@ -15,6 +15,9 @@ from aiter_norm_guard.bootstrap import api, startup
 from aiter_norm_guard.guard import interventions
 from aiter_norm_guard.install.patcher import PATCHER
 
+#: The public calls that return a status, in an order that installs, uninstalls and installs again.
+CALLS = (aiter_norm_guard.status, aiter_norm_guard.install, aiter_norm_guard.uninstall, aiter_norm_guard.install)
+
 
 def boom(*a: Any, **k: Any) -> Any:
     raise RuntimeError("injected")
@@ -36,12 +39,7 @@ def test_a_failing_section_is_an_error_string_logged_once(
     monkeypatch.setattr(_log, "_seen", set())
     monkeypatch.setattr(owner, attr, boom)
     with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
-        for call in (
-            aiter_norm_guard.status,
-            aiter_norm_guard.install,
-            aiter_norm_guard.uninstall,
-            aiter_norm_guard.install,
-        ):
+        for call in CALLS:
             st = call()
     section = key if key != "enabled" else "switch"
     assert f"status could not read {section}: RuntimeError: injected" in st["error"]
@@ -59,11 +57,6 @@ def test_unreadable_sglang_metadata_is_reported_not_raised(monkeypatch: pytest.M
     monkeypatch.setattr(importlib.metadata, "distribution", latin1)
     info = api.sglang_info()
     assert info["installed"] is None and info["error"].startswith("cannot read sglang's package metadata: Unicode")
-    for call in (
-        aiter_norm_guard.status,
-        aiter_norm_guard.install,
-        aiter_norm_guard.uninstall,
-        aiter_norm_guard.install,
-    ):
+    for call in CALLS:
         st = call()
         assert st["sglang"]["installed"] is None and "cannot read sglang's package metadata" in st["error"]

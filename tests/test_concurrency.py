@@ -7,32 +7,42 @@ from typing import Any
 
 from conftest import run_python
 
-CODE = """
-import json, random, threading, torch
-from aiter_norm_guard.emulation import EmulatedRocm
-EmulatedRocm().activate()
-import aiter_norm_guard
-from aiter_norm_guard.guard.guard import original_of
 
+def churn(threads: int, rounds: int, when: str, then: str) -> str:
+    """Code: ``threads`` threads from one barrier, each ``rounds`` times doing ``then`` where ``when`` (of ``i``,
+    the thread, and ``j``, the round), else installing or uninstalling the guard; ``errors`` and ``hung`` after."""
+    return f"""
 errors = []
-barrier = threading.Barrier(12)
+barrier = threading.Barrier({threads})
 def churn(i):
     try:
         barrier.wait()
-        for j in range(20):
-            if i % 3 == 0:
-                import sglang.srt.layers.layernorm
+        for j in range({rounds}):
+            if {when}:
+                {then}
             elif (i + j) % 2:
                 aiter_norm_guard.install(force=True)
             else:
                 aiter_norm_guard.uninstall()
     except Exception as exc:
         errors.append(repr(exc))
-threads = [threading.Thread(target=churn, args=(i,)) for i in range(12)]
+threads = [threading.Thread(target=churn, args=(i,)) for i in range({threads})]
 for t in threads: t.start()
 for t in threads: t.join(120)
 hung = sum(t.is_alive() for t in threads)
-aiter_norm_guard.install(force=True)
+"""
+
+
+CODE = (
+    """
+import json, random, threading, torch
+from aiter_norm_guard.emulation import EmulatedRocm
+EmulatedRocm().activate()
+import aiter_norm_guard
+from aiter_norm_guard.guard.guard import original_of
+"""
+    + churn(12, 20, "i % 3 == 0", "import sglang.srt.layers.layernorm")
+    + """aiter_norm_guard.install(force=True)
 import sglang.srt.layers.layernorm as ln
 fn = ln.RMSNorm.__dict__["forward_aiter"]
 original = original_of(fn)
@@ -50,6 +60,7 @@ for t in callers: t.join(120)
 print(json.dumps({"errors": errors, "hung": hung + sum(t.is_alive() for t in callers), "one_wrapper": one_wrapper,
                   "calls_ok": sum(results), "calls": len(results)}))
 """
+)
 
 
 def test_threads_install_uninstall_import_and_call(layernorm: Any) -> None:
@@ -146,7 +157,8 @@ def test_the_interpreter_exits_with_guarded_entries_alive(layernorm: Any) -> Non
     assert proc.stdout.strip().splitlines()[-1] == "(4, 2, 128)"
 
 
-RELOADS = """
+RELOADS = (
+    """
 import importlib, json, threading, torch
 from wrapt import importer
 from aiter_norm_guard.emulation import EmulatedRocm
@@ -154,26 +166,9 @@ EmulatedRocm().activate()
 import aiter_norm_guard
 import sglang.srt.layers.layernorm as ln
 from aiter_norm_guard.guard.guard import original_of
-
-errors = []
-barrier = threading.Barrier(6)
-def churn(i):
-    try:
-        barrier.wait()
-        for j in range(5):
-            if i < 3:
-                importlib.reload(ln)
-            elif (i + j) % 2:
-                aiter_norm_guard.install(force=True)
-            else:
-                aiter_norm_guard.uninstall()
-    except Exception as exc:
-        errors.append(repr(exc))
-threads = [threading.Thread(target=churn, args=(i,)) for i in range(6)]
-for t in threads: t.start()
-for t in threads: t.join(120)
-hung = sum(t.is_alive() for t in threads)
-aiter_norm_guard.install(force=True)
+"""
+    + churn(6, 5, "i < 3", "importlib.reload(ln)")
+    + """aiter_norm_guard.install(force=True)
 importlib.reload(ln)  # the hook re-armed itself through every reload above: this one is seen too
 fn = ln.RMSNorm.__dict__["forward_aiter"]
 norm = ln.RMSNorm(128).to(torch.bfloat16)
@@ -182,6 +177,7 @@ print(json.dumps({"errors": errors, "hung": hung, "filed": len(importer._post_im
                   "one_wrapper": original_of(original_of(fn) or fn) is None and original_of(fn) is not None,
                   "guarded": bool(torch.equal(norm(q), norm.forward_native(q)))}))
 """
+)
 
 
 def test_reloads_racing_install_and_uninstall_leave_one_armed_hook_and_a_guard(layernorm: Any) -> None:

@@ -169,23 +169,6 @@ def test_mla_qk_rmsnorm_safe_column_slices_are_bit_exact(mla: dict[str, Any]) ->
     assert got["native"]["outcome"] == "ok"
 
 
-@pytest.mark.parametrize(
-    ("case", "unguarded"),
-    [
-        ("zero_rows", "InvalidConfiguration"),
-        ("short_k_weight", "MemoryAccessFault"),
-        ("fp32_k_weight", "AssertionError"),
-    ],
-)
-def test_mla_qk_rmsnorm_hazard_fails_unguarded_and_is_native_guarded(
-    case: str, unguarded: str, mla: dict[str, Any]
-) -> None:
-    got = mla[case]
-    assert got["unguarded"]["outcome"] == unguarded, got["unguarded"]  # AssertionError: aiter's own AITER_CHECK
-    assert got["guarded"]["kernels"] == []
-    assert same(got["guarded"], got["native"]), (got["guarded"], got["native"])
-
-
 # -- c. Triton fused RMSNorm + quant (gfx95) -------------------------------------------------------
 @pytest.fixture(scope="module")
 def quant() -> dict[str, Any]:
@@ -258,20 +241,26 @@ def test_diffusion_rmsnorm_safe_inputs_are_the_releases_bit_for_bit(case: str, d
 
 
 @pytest.mark.parametrize(
-    ("case", "unguarded"),
+    ("path", "case", "unguarded"),
     [
-        ("zero_rows", "InvalidConfiguration"),
-        ("zero_rows_residual", "InvalidConfiguration"),
-        ("short_weight", "MemoryAccessFault"),
-        ("residual_fewer_rows", "MemoryAccessFault"),
+        ("mla", "zero_rows", "InvalidConfiguration"),
+        ("mla", "short_k_weight", "MemoryAccessFault"),
+        ("mla", "fp32_k_weight", "AssertionError"),  # aiter's own AITER_CHECK
+        ("diffusion", "zero_rows", "InvalidConfiguration"),
+        ("diffusion", "zero_rows_residual", "InvalidConfiguration"),
+        ("diffusion", "short_weight", "MemoryAccessFault"),
+        ("diffusion", "residual_fewer_rows", "MemoryAccessFault"),
     ],
 )
-def test_diffusion_rmsnorm_hazard_faults_unguarded_and_is_native_guarded(
-    case: str, unguarded: str, diffusion: dict[str, Any]
+def test_mla_and_diffusion_hazard_fails_unguarded_and_is_native_guarded(
+    path: str, case: str, unguarded: str, request: pytest.FixtureRequest
 ) -> None:
-    got = diffusion[case]
+    """b. (MLA's fused q / k RMSNorm) and d. (the diffusion runtime's RMSNorm): the release fails, the guard
+    reaches no kernel and gives the native norm's result."""
+    got = request.getfixturevalue(path)[case]
     assert got["unguarded"]["outcome"] == unguarded, got["unguarded"]
-    assert got["guarded"]["kernels"] == [] and same(got["guarded"], got["native"])
+    assert got["guarded"]["kernels"] == []
+    assert same(got["guarded"], got["native"]), (got["guarded"], got["native"])
 
 
 # -- e. Qwen3's fused qk-norm + RoPE + KV write: not guarded, and why that is safe -------------------

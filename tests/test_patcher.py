@@ -25,6 +25,16 @@ TARGETS = {t.name: t for t in ALL_TARGETS}
 Q = "torch.randn(64, 6144, dtype=torch.bfloat16)[:, :4096].view(64, 32, 128)"
 
 
+#: Child code: ``outcome(m)``, whether norm ``m`` on ``q`` (Q) matches its forward_native ("ok") or faults ("fault").
+OUTCOME = f"""q = {Q}
+def outcome(m):
+    try:
+        torch.testing.assert_close(m(q), m.forward_native(q)); return "ok"
+    except MemoryAccessFault:
+        return "fault"
+"""
+
+
 def qview() -> torch.Tensor:
     return torch.randn(64, 6144, dtype=torch.bfloat16)[:, :4096].view(64, 32, 128)
 
@@ -124,25 +134,23 @@ print(json.dumps({"same": bool(torch.equal(m(q), m.forward_native(q))),
 
 
 def test_late_install_protects_modules_built_before_the_guard(layernorm: Any) -> None:
-    code = """
+    code = (
+        """
 import json, sys, torch
 from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault  # imports the package (switched off here)
 EmulatedRocm().activate()
 import sglang.srt.layers.layernorm as ln
 early = ln.RMSNorm(128).to(torch.bfloat16)
-q = Q
-def outcome(m):
-    try:
-        torch.testing.assert_close(m(q), m.forward_native(q)); return "ok"
-    except MemoryAccessFault:
-        return "fault"
-before = outcome(early)
+"""
+        + OUTCOME
+        + """before = outcome(early)
 import aiter_norm_guard
 aiter_norm_guard.install(force=True)  # the switch is off in this process: an explicit, late install
 rms = [t for t in aiter_norm_guard.status()["targets"] if t["name"] == "RMSNorm.forward_aiter"][0]
 print(json.dumps({"before": before, "after": outcome(early), "new": outcome(ln.RMSNorm(128).to(torch.bfloat16)),
                   "rebound": rms["instances_rebound"]}))
-""".replace("Q", Q)
+"""
+    )
     proc = run_python(code, env={"AITER_NORM_GUARD": "0"})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
@@ -213,19 +221,16 @@ def test_missing_and_unbuildable_targets_raise_nothing_and_say_why(caplog: pytes
         del sys.modules[mod.__name__]
 
 
-NO_WRAPT = """
+NO_WRAPT = (
+    """
 import importlib, json, sys, torch
 sys.modules["wrapt"] = None  # wrapt made unimportable
 from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault  # imports the package (switched off here)
 EmulatedRocm().activate()
 import aiter_norm_guard
-q = Q
-def outcome(m):
-    try:
-        torch.testing.assert_close(m(q), m.forward_native(q)); return "ok"
-    except MemoryAccessFault:
-        return "fault"
-def seen(st):
+"""
+    + OUTCOME
+    + """def seen(st):
     rms = [t for t in st["targets"] if t["name"] == "RMSNorm.forward_aiter"][0]
     return {"error": st["error"], "patched": rms["patched"], "hooks": st["hooks"]["mechanism"]}
 out = {"install": seen(aiter_norm_guard.install(force=True))}  # sglang's layernorm not imported yet
@@ -235,7 +240,8 @@ out["again"] = {**seen(aiter_norm_guard.install(force=True)), "call": outcome(ln
 importlib.reload(ln)
 out["reload"] = {**seen(aiter_norm_guard.status()), "call": outcome(ln.RMSNorm(128).to(torch.bfloat16))}
 print(json.dumps(out))
-""".replace("Q", Q)
+"""
+)
 
 
 def test_without_wrapt_status_says_exactly_what_is_guarded(rmsnorm: Any) -> None:

@@ -15,34 +15,23 @@ from __future__ import annotations
 import torch
 
 from aiter_norm_guard.emulation.kernel import AiterKernelDouble, rms
-from aiter_norm_guard.emulation.memory import InvalidConfiguration, MemoryAccessFault, base, flat, vector
+from aiter_norm_guard.emulation.kernel import aiter_check as _check
+from aiter_norm_guard.emulation.memory import InvalidConfiguration, MemoryAccessFault, at, vector
 
 Tensor = torch.Tensor
 FP8 = torch.float8_e4m3fnuz  # the emulated aiter's ``dtypes.fp8``
 _GROUP = 64
 
 
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise RuntimeError(f"{what} (emulated AITER_CHECK)")
-
-
 def _read(t: Tensor, dtype: torch.dtype, index: Tensor, what: str) -> Tensor:
     """Elements of ``dtype`` at ``t``'s pointer plus ``index``, whatever ``t``'s own dtype."""
-    mem = flat(t, dtype)
-    at = base(t, dtype) + index
-    if at.numel() and (int(at.min()) < 0 or int(at.max()) >= mem.numel()):
-        raise MemoryAccessFault(f"Memory access fault by GPU node (emulated): {what} read past its storage")
-    return mem[at]
+    mem, index = at(t, dtype, index, f"{what} read past its storage")
+    return mem[index]
 
 
 def _write(t: Tensor, index: Tensor, values: Tensor, what: str) -> None:
-    dtype = values.dtype
-    mem = flat(t, dtype)
-    at = base(t, dtype) + index
-    if at.numel() and (int(at.min()) < 0 or int(at.max()) >= mem.numel()):
-        raise MemoryAccessFault(f"Memory access fault by GPU node (emulated): {what} written past its storage")
-    mem[at] = values
+    mem, index = at(t, values.dtype, index, f"{what} written past its storage")
+    mem[index] = values
 
 
 def _rope(x: Tensor, cos: Tensor, sin: Tensor, rot: int, neox: bool) -> Tensor:

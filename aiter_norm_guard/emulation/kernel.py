@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +27,28 @@ from aiter_norm_guard.kernels.form import Kernel
 
 Tensor = torch.Tensor
 BUILDS = ("legacy", "opus")
+T = TypeVar("T")
+#: ``rmsnorm_quant``'s parameters after ``out, input`` (``add_rmsnorm_quant``: after the residuals), less gemma_norm.
+QUANT_PARAMS = "scale, weight, epsilon, group_size=0, shuffle_scale=False"
+_RESIDUALS = ("residual_in", "residual_out")
+
+
+def aiter_entry(name: str, params: str, body: Callable[[dict[str, Any]], T], **names: object) -> Callable[..., T]:
+    """A plain function ``name(params)`` that hands ``body`` its arguments by name: aiter's exact parameters
+    (``params`` as Python writes them, defaults naming ``names``), for a double to bind calls as aiter does."""
+    namespace: dict[str, Any] = {"_body": body, **names}
+    exec(f"def {name}({params}):\n    return _body(locals())", namespace)
+    return namespace[name]  # type: ignore[no-any-return]
+
+
+def aiter_check(ok: bool, what: str) -> None:
+    if not ok:
+        raise RuntimeError(f"{what} (emulated AITER_CHECK)")
+
+
+def _quant_entry(name: str, kernel: Kernel, residuals: str) -> Callable[..., None]:
+    params = f"self, out, input, {residuals}{QUANT_PARAMS}, gemma_norm=False"
+    return aiter_entry(name, params, lambda a: a["self"]._quant(name, kernel, a))
 
 
 @dataclass(frozen=True)
@@ -84,9 +107,11 @@ class AiterKernelDouble:
         inp: Tensor,
         weight: Tensor,
         eps: float,
-        res_in: Tensor | None = None,
-        res_out: Tensor | None = None,
+        res: tuple[Tensor | None, Tensor | None] = (None, None),
+        scale: Tensor | None = None,
     ) -> None:
+        """One norm kernel (``res``: residual in and out; ``scale``: rmsnorm_quant's, per row to the output's max)."""
+        res_in, res_out = res
         if kernel is norm.OPUS_RMSNORM:  # copies what is not 2-D row-strided
             if not (inp.is_contiguous() or (inp.dim() == 2 and inp.stride(-1) == 1)):
                 inp = inp.contiguous()
@@ -98,7 +123,7 @@ class AiterKernelDouble:
             out = out.view(-1, n)
             res_in = None if res_in is None else res_in.view(-1, n)
             res_out = None if res_out is None else res_out.view(-1, n)
-        launch = Launch(kernel, inp, weight, out=out, residual_in=res_in, residual_out=res_out)
+        launch = Launch(kernel, inp, weight, out=out, scale=scale, residual_in=res_in, residual_out=res_out)
         w = launch.vector("weight", weight)
         if launch.empty:
             return
@@ -106,7 +131,12 @@ class AiterKernelDouble:
         if res_in is not None and res_out is not None:
             s = s + launch.read("residual_in", res_in)
             launch.write("residual_out", res_out, s.to(inp.dtype))
-        launch.write("out", out, rms(s, w, eps))
+        y = rms(s, w, eps)
+        sc = None if scale is None else (y.abs().amax(dim=-1) / torch.finfo(out.dtype).max).clamp(min=1e-10)
+        launch.write("out", out, y if sc is None else y / sc.unsqueeze(1))
+        if sc is not None:
+            s_mem, s_idx = rows(scale.view(-1, 1), launch.m, 1, "scale", torch.float32, pitch=1)
+            s_mem[s_idx] = sc.unsqueeze(1)
 
     # -- aiter's Python entry points -------------------------------------------
     def rmsnorm2d_fwd(
@@ -131,7 +161,7 @@ class AiterKernelDouble:
         names = {"out": out, "input": input, "residual_in": residual_in, "residual_out": residual_out}
         if self._log("rmsnorm2d_fwd_with_add", weight=weight, **names):
             kernel = self._route(input, True, use_model_sensitive_rmsnorm)
-            self._norm(kernel, out, input, weight, epsilon, residual_in, residual_out)
+            self._norm(kernel, out, input, weight, epsilon, (residual_in, residual_out))
 
     def layernorm2d_fwd(
         self, input: Tensor, weight: Tensor, bias: Tensor, epsilon: float = 1e-5, x_bias: Tensor | None = None
@@ -148,61 +178,14 @@ class AiterKernelDouble:
             launch.write("out", out, (s - mean) * torch.rsqrt(var + epsilon) * w + b)
         return out
 
-    def _quant(
-        self,
-        kernel: Kernel,
-        out: Tensor,
-        inp: Tensor,
-        scale: Tensor,
-        weight: Tensor,
-        eps: float,
-        res: tuple[Tensor, Tensor] | None,
-    ) -> None:
-        res_in, res_out = res if res is not None else (None, None)
-        launch = Launch(kernel, inp, weight, out=out, scale=scale, residual_in=res_in, residual_out=res_out)
-        w = launch.vector("weight", weight)
-        if launch.empty:
-            return
-        s = launch.read("input", inp)
-        if res_in is not None and res_out is not None:
-            s = s + launch.read("residual_in", res_in)
-            launch.write("residual_out", res_out, s.to(inp.dtype))
-        y = rms(s, w, eps)
-        sc = (y.abs().amax(dim=-1) / torch.finfo(out.dtype).max).clamp(min=1e-10)
-        launch.write("out", out, y / sc.unsqueeze(1))
-        s_mem, s_idx = rows(scale.view(-1, 1), launch.m, 1, "scale", torch.float32, pitch=1)
-        s_mem[s_idx] = sc.unsqueeze(1)
+    def _quant(self, name: str, kernel: Kernel, a: dict[str, Any]) -> None:
+        """``rmsnorm_quant`` / ``add_rmsnorm_quant`` (``a``: the call's arguments by name)."""
+        if self._log(name, **{k: a[k] for k in ("out", "input", *_RESIDUALS, "scale", "weight") if k in a}):
+            res = (a.get("residual_in"), a.get("residual_out"))
+            self._norm(kernel, a["out"], a["input"], a["weight"], a["epsilon"], res, a["scale"])
 
-    def rmsnorm_quant(
-        self,
-        out: Tensor,
-        input: Tensor,
-        scale: Tensor,
-        weight: Tensor,
-        epsilon: float,
-        group_size: int = 0,
-        shuffle_scale: bool = False,
-        gemma_norm: bool = False,
-    ) -> None:
-        if self._log("rmsnorm_quant", out=out, input=input, scale=scale, weight=weight):
-            self._quant(quant.HIP_RMSNORM_QUANT, out, input, scale, weight, epsilon, None)
-
-    def add_rmsnorm_quant(
-        self,
-        out: Tensor,
-        input: Tensor,
-        residual_in: Tensor,
-        residual_out: Tensor,
-        scale: Tensor,
-        weight: Tensor,
-        epsilon: float,
-        group_size: int = 0,
-        shuffle_scale: bool = False,
-        gemma_norm: bool = False,
-    ) -> None:
-        names = {"out": out, "input": input, "residual_in": residual_in, "residual_out": residual_out}
-        if self._log("add_rmsnorm_quant", scale=scale, weight=weight, **names):
-            self._quant(quant.HIP_ADD_RMSNORM_QUANT, out, input, scale, weight, epsilon, (residual_in, residual_out))
+    rmsnorm_quant = _quant_entry("rmsnorm_quant", quant.HIP_RMSNORM_QUANT, "")
+    add_rmsnorm_quant = _quant_entry("add_rmsnorm_quant", quant.HIP_ADD_RMSNORM_QUANT, "residual_in, residual_out, ")
 
     def fused_add_rmsnorm_pad(
         self, x: Tensor, weight: Tensor, epsilon: float, res: Tensor | None = None, x_pad_to_multiple: int = 0

@@ -39,6 +39,16 @@ def base(t: Tensor, dtype: torch.dtype) -> int:
     return int(t.storage_offset()) * t.element_size() // torch.empty((), dtype=dtype).element_size()
 
 
+def at(t: Tensor, dtype: torch.dtype, index: Tensor, fault: str) -> tuple[Tensor, Tensor]:
+    """Flat storage of ``t`` as ``dtype``, and ``index`` (elements of ``dtype``) from ``t``'s pointer: a
+    :class:`MemoryAccessFault` saying ``fault`` where any of it leaves the storage."""
+    mem = flat(t, dtype)
+    index = base(t, dtype) + index
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= mem.numel()):
+        raise MemoryAccessFault(f"Memory access fault by GPU node (emulated): {fault}")
+    return mem, index
+
+
 def rows(
     t: Tensor, m: int, n: int, what: str, dtype: torch.dtype, pitch: int | None = None, col: int = 1
 ) -> tuple[Tensor, Tensor]:

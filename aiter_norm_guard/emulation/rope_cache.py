@@ -9,12 +9,23 @@ a cache the build misreads is written to the wrong cells, silently, as on hardwa
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from aiter_norm_guard.emulation.kernel import AiterKernelDouble, rms
-from aiter_norm_guard.emulation.memory import InvalidConfiguration, KernelCrash, MemoryAccessFault, base, flat, vector
+from aiter_norm_guard.emulation.kernel import AiterKernelDouble, aiter_entry, rms
+from aiter_norm_guard.emulation.kernel import aiter_check as _check
+from aiter_norm_guard.emulation.memory import (
+    InvalidConfiguration,
+    KernelCrash,
+    MemoryAccessFault,
+    at,
+    base,
+    flat,
+    vector,
+)
 from aiter_norm_guard.kernels.form import SLOT_HEAD_CONTIGUOUS, SLOT_HEAD_STRIDES, CacheWrite
 from aiter_norm_guard.kernels.rope_cache import FUSED_QK_NORM_MROPE_CACHE, FUSED_QK_NORM_ROPE_CACHE
 
@@ -22,18 +33,27 @@ Tensor = torch.Tensor
 CACHE_BUILDS = {"strides": SLOT_HEAD_STRIDES, "contiguous": SLOT_HEAD_CONTIGUOUS}
 
 
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise RuntimeError(f"{what} (emulated AITER_CHECK)")
-
-
 def _int64_at(t: Tensor, index: Tensor) -> Tensor:
     """int64 values at ``t``'s pointer plus ``index`` (elements of int64), whatever ``t``'s dtype."""
-    mem = flat(t, torch.int64)
-    at = base(t, torch.int64) + index
-    if at.numel() and (int(at.min()) < 0 or int(at.max()) >= mem.numel()):
-        raise MemoryAccessFault("Memory access fault by GPU node (emulated): an int64 read past its storage")
-    return mem[at]
+    mem, index = at(t, torch.int64, index, "an int64 read past its storage")
+    return mem[index]
+
+
+_HEAD = "qkv, qw, kw, cos_sin, positions, num_tokens, num_heads_q, num_heads_k, num_heads_v, head_size, is_neox_style"
+_TAIL = "eps, q_out, k_cache, v_cache, slot_mapping, per_tensor_k_scale, per_tensor_v_scale, k_out, v_out, return_kv, "
+#: aiter's parameters of each contract's entry point (this double's and tests/gpu/aiter_triton.py's).
+PARAMS = {
+    FUSED_QK_NORM_ROPE_CACHE: f"{_HEAD}, {_TAIL}use_shuffle_layout, block_size, x, rotary_dim=0",
+    FUSED_QK_NORM_MROPE_CACHE: f"{_HEAD}, mrope_section_, is_interleaved, {_TAIL}use_shuffle_layout, block_size, x, "
+    "rotary_dim=0, gemma_norm=False",
+}
+
+
+def cache_write_entries(run: Callable[[CacheWrite, dict[str, Any]], None]) -> dict[str, Callable[..., None]]:
+    """Both entry points by aiter's name, with aiter's parameters, each handing ``run`` its contract and the call's
+    arguments by name."""
+    names = {c: c.name.removeprefix("aiter ") for c in PARAMS}
+    return {names[c]: aiter_entry(names[c], p, functools.partial(run, c)) for c, p in PARAMS.items()}
 
 
 class CacheWriteDouble:
@@ -42,74 +62,14 @@ class CacheWriteDouble:
 
     def __init__(self, kernels: AiterKernelDouble, cache_build: str = "strides") -> None:
         self.kernels, self.cache_build = kernels, cache_build
+        vars(self).update(cache_write_entries(self._run))
 
-    def fused_qk_norm_rope_cache_pts_quant_shuffle(
-        self,
-        qkv: Tensor,
-        qw: Tensor,
-        kw: Tensor,
-        cos_sin: Tensor,
-        positions: Tensor,
-        num_tokens: int,
-        num_heads_q: int,
-        num_heads_k: int,
-        num_heads_v: int,
-        head_size: int,
-        is_neox_style: bool,
-        eps: float,
-        q_out: Tensor,
-        k_cache: Tensor,
-        v_cache: Tensor,
-        slot_mapping: Tensor,
-        per_tensor_k_scale: Tensor,
-        per_tensor_v_scale: Tensor,
-        k_out: Tensor | None,
-        v_out: Tensor | None,
-        return_kv: bool,
-        use_shuffle_layout: bool,
-        block_size: int,
-        x: int,
-        rotary_dim: int = 0,
-    ) -> None:
-        _check(positions.dim() == 1, "positions.dim() == 1")
-        self._run(FUSED_QK_NORM_ROPE_CACHE, locals(), None, False)
-
-    def fused_qk_norm_mrope_3d_cache_pts_quant_shuffle(
-        self,
-        qkv: Tensor,
-        qw: Tensor,
-        kw: Tensor,
-        cos_sin: Tensor,
-        positions: Tensor,
-        num_tokens: int,
-        num_heads_q: int,
-        num_heads_k: int,
-        num_heads_v: int,
-        head_size: int,
-        is_neox_style: bool,
-        mrope_section_: list[int],
-        is_interleaved: bool,
-        eps: float,
-        q_out: Tensor,
-        k_cache: Tensor,
-        v_cache: Tensor,
-        slot_mapping: Tensor,
-        per_tensor_k_scale: Tensor,
-        per_tensor_v_scale: Tensor,
-        k_out: Tensor | None,
-        v_out: Tensor | None,
-        return_kv: bool,
-        use_shuffle_layout: bool,
-        block_size: int,
-        x: int,
-        rotary_dim: int = 0,
-        gemma_norm: bool = False,
-    ) -> None:
-        _check(len(mrope_section_) == 3, "mrope_section_.size() == 3")
-        _check(positions.dim() == 2, "positions.dim() == 2")
-        self._run(FUSED_QK_NORM_MROPE_CACHE, locals(), list(mrope_section_), is_interleaved)
-
-    def _run(self, contract: CacheWrite, a: dict[str, Any], sections: list[int] | None, interleaved: bool) -> None:
+    def _run(self, contract: CacheWrite, a: dict[str, Any]) -> None:
+        mrope = "mrope_section_" in a
+        if mrope:
+            _check(len(a["mrope_section_"]) == 3, "mrope_section_.size() == 3")
+        _check(a["positions"].dim() == contract.positions_rank, f"positions.dim() == {contract.positions_rank}")
+        sections, interleaved = (list(a["mrope_section_"]), a["is_interleaved"]) if mrope else (None, False)
         qkv, k_cache, v_cache = a["qkv"], a["k_cache"], a["v_cache"]
         if not self.kernels._log(
             contract.name.removeprefix("aiter "),
@@ -186,11 +146,8 @@ class CacheWriteDouble:
             rows = torch.bucketize(j, torch.tensor(sections).cumsum(0), right=True)
         s0, s1 = (positions.stride(0), positions.stride(1)) if positions.dim() == 2 else (0, positions.stride(0))
         p = _int64_at(positions, rows.unsqueeze(0) * s0 + torch.arange(t).unsqueeze(1) * s1)  # (t, half)
-        mem = flat(cache, dtype)
-        start = base(cache, dtype)
-        at_cos, at_sin = start + p * rd + j, start + p * rd + half + j
-        if int(at_sin.max()) >= mem.numel() or int(at_cos.min()) < 0:
-            raise MemoryAccessFault("Memory access fault by GPU node (emulated): a position past cos_sin_cache")
+        mem, at_cos = at(cache, dtype, p * rd + j, "a position past cos_sin_cache")
+        _, at_sin = at(cache, dtype, p * rd + half + j, "a position past cos_sin_cache")
         return mem[at_cos].float().unsqueeze(1), mem[at_sin].float().unsqueeze(1)  # (t, 1, half)
 
     @staticmethod
@@ -217,9 +174,6 @@ class CacheWriteDouble:
         else:
             tok, head = heads * d, d
         keep = slots >= 0
-        at = slots[keep].view(-1, 1, 1) * tok + torch.arange(heads).view(1, -1, 1) * head + torch.arange(d)
-        mem = flat(cache, kv)
-        at = at + base(cache, kv)
-        if at.numel() and (int(at.min()) < 0 or int(at.max()) >= mem.numel()):
-            raise MemoryAccessFault("Memory access fault by GPU node (emulated): a KV store past the cache's storage")
-        mem[at] = values[keep]
+        cells = slots[keep].view(-1, 1, 1) * tok + torch.arange(heads).view(1, -1, 1) * head + torch.arange(d)
+        mem, cells = at(cache, kv, cells, "a KV store past the cache's storage")
+        mem[cells] = values[keep]

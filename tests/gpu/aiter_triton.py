@@ -18,6 +18,11 @@ import torch
 import triton
 import triton.language as tl
 
+from aiter_norm_guard.emulation.kernel import QUANT_PARAMS, aiter_entry
+from aiter_norm_guard.emulation.rope_cache import cache_write_entries
+from aiter_norm_guard.kernels.form import CacheWrite
+from aiter_norm_guard.kernels.rope_cache import FUSED_QK_NORM_MROPE_CACHE
+
 HALF = (torch.bfloat16, torch.float16)
 FP8 = torch.float8_e4m3fnuz if hasattr(torch, "float8_e4m3fnuz") else torch.float8_e4m3fn
 
@@ -198,37 +203,18 @@ def _fp8_rows(out: torch.Tensor, m: int, n: int) -> tuple[torch.Tensor, torch.Te
     return tmp, out.as_strided((m, n), (out.stride(0), 1))
 
 
-def rmsnorm_quant(
-    out: torch.Tensor,
-    input: torch.Tensor,
-    scale: torch.Tensor,
-    weight: torch.Tensor,
-    epsilon: float,
-    group_size: int = 0,
-    shuffle_scale: bool = False,
-) -> None:
-    m, n = _grid(input)
+def _quant(a: dict[str, Any]) -> None:
+    """``rmsnorm_quant`` / ``add_rmsnorm_quant`` (``a``: the call's arguments by name)."""
+    out, inp = a["out"], a["input"]
+    m, n = _grid(inp)
     tmp, rows = _fp8_rows(out, m, n)
-    _launch(m, n, input, weight, tmp, epsilon, scale=scale, qmax=torch.finfo(out.dtype).max)
+    res = (a.get("residual_in"), a.get("residual_out"))
+    _launch(m, n, inp, a["weight"], tmp, a["epsilon"], *res, scale=a["scale"], qmax=torch.finfo(out.dtype).max)
     rows.copy_(tmp[:, :n].to(out.dtype))
 
 
-def add_rmsnorm_quant(
-    out: torch.Tensor,
-    input: torch.Tensor,
-    residual_in: torch.Tensor,
-    residual_out: torch.Tensor,
-    scale: torch.Tensor,
-    weight: torch.Tensor,
-    epsilon: float,
-    group_size: int = 0,
-    shuffle_scale: bool = False,
-) -> None:
-    m, n = _grid(input)
-    tmp, rows = _fp8_rows(out, m, n)
-    qmax = torch.finfo(out.dtype).max
-    _launch(m, n, input, weight, tmp, epsilon, residual_in, residual_out, scale=scale, qmax=qmax)
-    rows.copy_(tmp[:, :n].to(out.dtype))
+rmsnorm_quant = aiter_entry("rmsnorm_quant", f"out, input, {QUANT_PARAMS}", _quant)
+add_rmsnorm_quant = aiter_entry("add_rmsnorm_quant", f"out, input, residual_in, residual_out, {QUANT_PARAMS}", _quant)
 
 
 def fused_add_rmsnorm_pad(
@@ -387,47 +373,39 @@ def _qk_norm_rope_cache(
         tl.store(kc_ptr + slot * k_tok + (h - hq) * k_head + i, (out / k_scale).to(kc_ptr.dtype.element_ty))
 
 
-def _cache_write(
-    qkv: torch.Tensor,
-    qw: torch.Tensor,
-    kw: torch.Tensor,
-    cos_sin: torch.Tensor,
-    positions: Any,
-    num_tokens: int,
-    num_heads_q: int,
-    num_heads_k: int,
-    head_size: int,
-    eps: float,
-    q_out: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    slot_mapping: torch.Tensor,
-    k_scale: torch.Tensor,
-    v_scale: torch.Tensor,
-    sections: list[int] | None,
-) -> None:
+def _cache_write(contract: CacheWrite, a: dict[str, Any]) -> None:
     """The host code of aiter HEAD (aiter_norm_guard.kernels.rope_cache): its AITER_CHECKs, the scales read on
     the host, the caches' stride(1) / stride(2) as token / head strides, an empty grid for zero tokens."""
+    names = ("qkv", "qw", "kw", "positions", "k_cache", "v_cache", "slot_mapping", "head_size", "num_tokens")
+    qkv, qw, kw, positions, k_cache, v_cache, slot_mapping, head_size, num_tokens = (a[k] for k in names)
+    num_heads_k = a["num_heads_k"]
+    sections = a.get("mrope_section_")
+    if contract is FUSED_QK_NORM_MROPE_CACHE:
+        if positions.dim() != 2 or len(sections) != 3 or a["is_interleaved"] or not a["is_neox_style"]:
+            raise RuntimeError("this double: 2-D positions, 3 sections, neox, not interleaved")
+        sections = list(sections)
+    elif positions.dim() != 1 or not a["is_neox_style"]:
+        raise RuntimeError("this double: 1-D positions, neox")
     if head_size not in (64, 128, 256):
         raise RuntimeError("head_size in {64, 128, 256} (AITER_CHECK)")
     if not (qkv.is_contiguous() and qw.is_contiguous() and kw.is_contiguous() and slot_mapping.is_contiguous()):
         raise RuntimeError("qkv / qw / kw / slot_mapping contiguous (AITER_CHECK)")
     if num_tokens == 0:
         raise RuntimeError("HIP error: invalid configuration argument (empty grid)")
-    ks, vs = float(k_scale.item()), float(v_scale.item())  # the host dereference
+    ks, vs = float(a["per_tensor_k_scale"].item()), float(a["per_tensor_v_scale"].item())  # the host dereference
     strides = [c.stride(1) if c.dim() >= 2 else num_heads_k * head_size for c in (k_cache, v_cache)]
     heads = [c.stride(2) if c.dim() >= 3 else head_size for c in (k_cache, v_cache)]
     ps0, ps1 = (positions.stride(0), positions.stride(1)) if positions.dim() == 2 else (0, positions.stride(0))
     s = sections or [0, 0, 0]
-    _qk_norm_rope_cache[(num_tokens, num_heads_q + 2 * num_heads_k)](
+    _qk_norm_rope_cache[(num_tokens, a["num_heads_q"] + 2 * num_heads_k)](
         qkv,
         _as(qw, qkv.dtype),
         _as(kw, qkv.dtype),
-        cos_sin,
+        a["cos_sin"],
         positions,
         ps0,
         ps1,
-        q_out,
+        a["q_out"],
         k_cache,
         v_cache,
         slot_mapping,
@@ -435,9 +413,9 @@ def _cache_write(
         heads[0],
         strides[1],
         heads[1],
-        num_heads_q,
+        a["num_heads_q"],
         num_heads_k,
-        eps,
+        a["eps"],
         ks,
         vs,
         s[0],
@@ -448,112 +426,5 @@ def _cache_write(
     )
 
 
-def fused_qk_norm_mrope_3d_cache_pts_quant_shuffle(
-    qkv: torch.Tensor,
-    qw: torch.Tensor,
-    kw: torch.Tensor,
-    cos_sin: torch.Tensor,
-    positions: torch.Tensor,
-    num_tokens: int,
-    num_heads_q: int,
-    num_heads_k: int,
-    num_heads_v: int,
-    head_size: int,
-    is_neox_style: bool,
-    mrope_section_: list[int],
-    is_interleaved: bool,
-    eps: float,
-    q_out: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    slot_mapping: torch.Tensor,
-    per_tensor_k_scale: torch.Tensor,
-    per_tensor_v_scale: torch.Tensor,
-    k_out: torch.Tensor | None,
-    v_out: torch.Tensor | None,
-    return_kv: bool,
-    use_shuffle_layout: bool,
-    block_size: int,
-    x: int,
-    rotary_dim: int = 0,
-    gemma_norm: bool = False,
-) -> None:
-    if positions.dim() != 2 or len(mrope_section_) != 3 or is_interleaved or not is_neox_style:
-        raise RuntimeError("this double: 2-D positions, 3 sections, neox, not interleaved")
-    _cache_write(
-        qkv,
-        qw,
-        kw,
-        cos_sin,
-        positions,
-        num_tokens,
-        num_heads_q,
-        num_heads_k,
-        head_size,
-        eps,
-        q_out,
-        k_cache,
-        v_cache,
-        slot_mapping,
-        per_tensor_k_scale,
-        per_tensor_v_scale,
-        list(mrope_section_),
-    )
-
-
-def fused_qk_norm_rope_cache_pts_quant_shuffle(
-    qkv: torch.Tensor,
-    qw: torch.Tensor,
-    kw: torch.Tensor,
-    cos_sin: torch.Tensor,
-    positions: torch.Tensor,
-    num_tokens: int,
-    num_heads_q: int,
-    num_heads_k: int,
-    num_heads_v: int,
-    head_size: int,
-    is_neox_style: bool,
-    eps: float,
-    q_out: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    slot_mapping: torch.Tensor,
-    per_tensor_k_scale: torch.Tensor,
-    per_tensor_v_scale: torch.Tensor,
-    k_out: torch.Tensor | None,
-    v_out: torch.Tensor | None,
-    return_kv: bool,
-    use_shuffle_layout: bool,
-    block_size: int,
-    x: int,
-    rotary_dim: int = 0,
-) -> None:
-    if positions.dim() != 1 or not is_neox_style:
-        raise RuntimeError("this double: 1-D positions, neox")
-    _cache_write(
-        qkv,
-        qw,
-        kw,
-        cos_sin,
-        positions,
-        num_tokens,
-        num_heads_q,
-        num_heads_k,
-        head_size,
-        eps,
-        q_out,
-        k_cache,
-        v_cache,
-        slot_mapping,
-        per_tensor_k_scale,
-        per_tensor_v_scale,
-        None,
-    )
-
-
-TritonAiter.fused_qk_norm_mrope_3d_cache_pts_quant_shuffle = staticmethod(  # type: ignore[attr-defined]
-    fused_qk_norm_mrope_3d_cache_pts_quant_shuffle
-)
-TritonAiter.fused_qk_norm_rope_cache_pts_quant_shuffle = staticmethod(  # type: ignore[attr-defined]
-    fused_qk_norm_rope_cache_pts_quant_shuffle
-)
+for _name, _entry in cache_write_entries(_cache_write).items():
+    setattr(TritonAiter, _name, staticmethod(_entry))

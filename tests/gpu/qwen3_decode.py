@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from pathlib import Path
 
 import torch
@@ -27,19 +26,7 @@ import aiter_norm_guard  # noqa: E402
 
 def main() -> None:
     mode = sys.argv[1]
-    import aiter.tuned_gemm  # the stub module: dense layers' GEMM as F.linear
-
-    aiter.tuned_gemm.tgemm = types.SimpleNamespace(mm=fused_qwen3.linear)
-    unquant = sys.modules.get("sglang.srt.layers.quantization.unquant")
-    if unquant is not None and "tgemm" in vars(unquant):  # bound at its import, before this
-        unquant.tgemm = aiter.tuned_gemm.tgemm
-    import sglang.srt.distributed.parallel_state as ps
-
-    original = ps.init_model_parallel_group
-    ps.init_model_parallel_group = lambda *a, **k: original(
-        *a, **{**k, "use_pynccl": False, "use_custom_allreduce": False}
-    )
-    sglang_setup.distributed()
+    fused_qwen3.dense_on_one_process()
     torch.set_default_dtype(fused_qwen3.DT)
     out = {}
     for name in ("mrope_3d_cache", "fp32_norm_weights", "rope_1d"):

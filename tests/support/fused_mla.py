@@ -47,34 +47,25 @@ def build() -> tuple[Any, Any, Any]:
     from sglang.srt.models.deepseek_v2 import DeepseekV2AttentionMLA
     from transformers import PretrainedConfig
 
+    dims = {
+        "hidden_size": 64,
+        "qk_nope_head_dim": 16,
+        "qk_rope_head_dim": ROPE,
+        "v_head_dim": 16,
+        "q_lora_rank": Q_LORA,
+        "kv_lora_rank": KV_LORA,
+        "max_position_embeddings": 256,
+    }
     cfg = PretrainedConfig(
-        hidden_size=64,
+        **dims,
         num_attention_heads=2,
-        qk_nope_head_dim=16,
-        qk_rope_head_dim=ROPE,
-        v_head_dim=16,
-        q_lora_rank=Q_LORA,
-        kv_lora_rank=KV_LORA,
         rms_norm_eps=1e-6,
-        max_position_embeddings=256,
         architectures=["DeepseekV2ForCausalLM"],
         num_hidden_layers=1,
         vocab_size=128,
         torch_dtype="bfloat16",
     )
-    attn = DeepseekV2AttentionMLA(
-        cfg,
-        hidden_size=64,
-        num_heads=2,
-        qk_nope_head_dim=16,
-        qk_rope_head_dim=ROPE,
-        v_head_dim=16,
-        q_lora_rank=Q_LORA,
-        kv_lora_rank=KV_LORA,
-        layer_id=0,
-        rope_scaling=YARN,
-        max_position_embeddings=256,
-    )
+    attn = DeepseekV2AttentionMLA(cfg, **dims, num_heads=2, layer_id=0, rope_scaling=YARN)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for norm in (attn.q_a_layernorm, attn.kv_a_layernorm):

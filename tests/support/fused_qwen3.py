@@ -65,6 +65,24 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Any = None, otype: Any =
     return out if otype is None else out.to(otype)
 
 
+def dense_on_one_process() -> None:
+    """For a run of the release's own import (the GPU child, the benchmark): dense layers' GEMM as ``F.linear``
+    (the stub module's ``tgemm``, and unquant's if bound already), model-parallel groups without pynccl or the
+    custom all-reduce, sglang's distributed init on a world of one."""
+    import aiter.tuned_gemm
+    import sglang.srt.distributed.parallel_state as ps
+
+    aiter.tuned_gemm.tgemm = types.SimpleNamespace(mm=linear)
+    unquant = sys.modules.get("sglang.srt.layers.quantization.unquant")
+    if unquant is not None and "tgemm" in vars(unquant):  # bound at its import, before this
+        unquant.tgemm = aiter.tuned_gemm.tgemm
+    original = ps.init_model_parallel_group
+    ps.init_model_parallel_group = lambda *a, **k: original(
+        *a, **{**k, "use_pynccl": False, "use_custom_allreduce": False}
+    )
+    sglang_setup.distributed()
+
+
 def build(head_dim: int, mrope: bool, kv_dtype: torch.dtype, fp32_norms: bool, device: str = "cpu") -> tuple[Any, Any]:
     from sglang.srt.mem_cache.memory_pool import MHATokenToKVPool
     from sglang.srt.models.qwen3 import Qwen3Attention

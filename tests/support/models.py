@@ -154,21 +154,21 @@ def run_native_norms(model: Any, call: Callable[[], Any]) -> Any:
             m._forward_method = fm
 
 
-def glm4() -> tuple[Any, Callable[[int], Any]]:
-    from sglang.srt.models.glm4 import Glm4Model
-    from transformers import Glm4Config
+#: The small dense model every case builds: two layers, four heads of 16, hidden 64.
+SIZES = {
+    "vocab_size": 128,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "head_dim": 16,
+    "max_position_embeddings": 256,
+}
 
-    cfg = Glm4Config(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=256,
-    )
-    model = prepare(Glm4Model(cfg))
+
+def whole(model: Any) -> tuple[Any, Callable[[int], Any]]:
+    """``model`` prepared, and its forward on ``n`` tokens of a forward batch."""
+    model = prepare(model)
 
     def call(n: int) -> Any:
         fb = forward_batch(n)
@@ -177,20 +177,22 @@ def glm4() -> tuple[Any, Callable[[int], Any]]:
     return model, call
 
 
+def glm4() -> tuple[Any, Callable[[int], Any]]:
+    from sglang.srt.models.glm4 import Glm4Model
+    from transformers import Glm4Config
+
+    cfg = Glm4Config(**SIZES, num_key_value_heads=2)
+    return whole(Glm4Model(cfg))
+
+
 def step3p5() -> tuple[Any, Callable[[int], Any]]:
     from sglang.srt.configs.step3p5 import Step3p5Config
     from sglang.srt.models.step3p5 import Step3p5Model
 
-    n_layers = 2
+    n_layers = SIZES["num_hidden_layers"]
     cfg = Step3p5Config(
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
+        **SIZES,
         num_attention_groups=2,
-        num_hidden_layers=n_layers,
-        vocab_size=128,
-        head_dim=16,
-        max_position_embeddings=256,
         moe_layers_enum="99",  # dense MLPs only: MoE would need aiter's fused_moe (not a norm; stubbed)
         layer_types=["full_attention"] * n_layers,
         yarn_only_types=[],
@@ -203,13 +205,7 @@ def step3p5() -> tuple[Any, Callable[[int], Any]]:
         moe_router_scaling_factor=1.0,
         use_moe_router_bias=False,
     )
-    model = prepare(Step3p5Model(cfg))
-
-    def call(n: int) -> Any:
-        fb = forward_batch(n)
-        return model(fb.input_ids, fb.positions, fb)
-
-    return model, call
+    return whole(Step3p5Model(cfg))
 
 
 def hunyuan_cla() -> tuple[Any, Callable[[int], Any]]:
@@ -219,16 +215,7 @@ def hunyuan_cla() -> tuple[Any, Callable[[int], Any]]:
     from sglang.srt.models.hunyuan import HunYuanDecoderLayer
     from transformers import HunYuanDenseV1Config
 
-    cfg = HunYuanDenseV1Config(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=256,
-    )
+    cfg = HunYuanDenseV1Config(**SIZES, num_key_value_heads=2)
     cfg.use_qk_norm, cfg.use_cla, cfg.cla_share_factor = True, True, 2
     layers = prepare(torch.nn.ModuleList([HunYuanDecoderLayer(cfg, layer_id=i, prefix=f"layers.{i}") for i in (0, 1)]))
     assert [layer.self_attn.attention_type for layer in layers] == ["self", "cross"]

@@ -56,7 +56,12 @@ def _emit(data: dict[str, Any], as_json: bool, table: str) -> None:
     try:
         print(json.dumps(strict(data), indent=2, default=str, allow_nan=False) if as_json else table, flush=True)
     except BrokenPipeError:  # nothing left to say to it; what is still buffered goes nowhere at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null: what is still buffered for a reader that went away goes nowhere."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _status_table(s: dict[str, Any]) -> str:
@@ -184,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         return code
     except BrokenPipeError:  # a reader gone before a write other than the answer (_emit keeps the answer's code)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_gone()
         return 0
     except OSError as exc:  # stdout full or broken otherwise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_gone()
         print(f"aiter-norm-guard: cannot write the answer: {exc}", file=sys.stderr)
         return 1
 

@@ -41,16 +41,14 @@ def inspect_target(root: Path, target: Target) -> dict[str, Any]:
         "present": False,
         "runtime": "diffusion" if target.module.startswith(DIFFUSION) else "srt",
     }
-    if not path.is_file():
-        if target.module == LAYERNORM:  # every sglang has it: its absence is a broken install
+    tree = source_scan.read(path) if path.is_file() else source_scan.ABSENT
+    if isinstance(tree, str):
+        if tree != source_scan.ABSENT:
+            out["error"] = tree
+        elif target.module == LAYERNORM:  # every sglang has it: its absence is a broken install
             out["error"] = f"cannot read {path}: the file is missing"
         else:
             out["note"] = "module not in this sglang"
-        return out
-    try:
-        tree = source_scan.parse(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        out["error"] = f"cannot read {path}: {type(exc).__name__}: {exc}"
         return out
     out.update(source_scan.entry_report(tree, target.attribute, target.aiter_calls, target.binding))
     if out["present"] and out["aiter_branch"]:
@@ -93,25 +91,20 @@ def call_sites(root: Path | None) -> list[dict[str, Any]]:
 def _verdict(
     sg: dict[str, Any],
     targets: list[dict[str, Any]],
+    exposed: list[str],
     ways: list[dict[str, Any]],
     ln: dict[str, Any],
     no_path: str | None,
 ) -> tuple[str, bool, str]:
     """(the verdict, ok, its one-line form: the verdict in a short sentence, and the fix where there is one)."""
     unreadable = [t for t in targets if "error" in t]
-    exposed = [t["name"] for t in targets if t.get("present") and t.get("aiter_branch")]
     if sg["installed"] is False:
-        return (
-            "nothing to guard: sglang is not installed in this interpreter",
-            True,
-            "nothing to guard: this Python has no sglang (run doctor with the Python that runs sglang)",
-        )
+        nowhere = "this Python has no sglang (run doctor with the Python that runs sglang)"
+        return "nothing to guard: sglang is not installed in this interpreter", True, f"nothing to guard: {nowhere}"
     if no_path:
         return (
-            (
-                f"this host takes no aiter path ({no_path}): sglang here is not affected; the listing below is "
-                "what a ROCm host with this sglang would need (--as-rocm judges it so)"
-            ),
+            f"this host takes no aiter path ({no_path}): sglang here is not affected; the listing below is "
+            "what a ROCm host with this sglang would need (--as-rocm judges it so)",
             True,
             f"not affected: this host takes no aiter path ({no_path})",
         )
@@ -122,11 +115,8 @@ def _verdict(
         what = f"cannot read sglang's {Path(t['file']).name}" if "file" in t else t["error"].split(": ")[0]
         return f"cannot tell: {t['error']}", False, f"cannot tell: {what}"
     if not exposed:
-        return (
-            "nothing to guard (this sglang has no aiter norm entry)",
-            True,
-            "nothing to guard: this sglang has no aiter norm entry",
-        )
+        none = "this sglang has no aiter norm entry"
+        return f"nothing to guard ({none})", True, f"nothing to guard: {none}"
     return protection.summary(exposed, ways, ln)
 
 
@@ -154,17 +144,18 @@ def diagnose(only: tuple[str, ...] = (), as_rocm: bool = False) -> dict[str, Any
     if sg["installed"] is not False and root is None:
         targets = [{"name": "sglang", "error": "sglang is installed but its package directory cannot be found"}]
     ln = protection.links(root)
-    exposed: dict[str, list[str]] = {}
-    for t in targets:
-        if t.get("present") and t.get("aiter_branch"):
-            exposed.setdefault(t["runtime"], []).append(t["name"])
-    ways = protection.per_way(entrypoints.scan(root) if root is not None else [], ln, exposed)
+    hot = [t for t in targets if t.get("present") and t.get("aiter_branch")]  # the exposed entries
+    per_runtime: dict[str, list[str]] = {}
+    for t in hot:
+        per_runtime.setdefault(t["runtime"], []).append(t["name"])
+    ways = protection.per_way(entrypoints.scan(root) if root is not None else [], ln, per_runtime)
     unknown = sorted(set(only) - {w["name"] for w in ways})
     if unknown:
         raise UnknownWay(f"no such way of starting sglang here: {unknown}; known: {[w['name'] for w in ways]}")
     tr, aiter = torch_info(), aiter_routing()
     no_path = None if as_rocm else no_aiter_path(tr, aiter)
-    verdict, ok, headline = _verdict(sg, targets, [w for w in ways if not only or w["name"] in only], ln, no_path)
+    judged = [w for w in ways if not only or w["name"] in only]
+    verdict, ok, headline = _verdict(sg, targets, [t["name"] for t in hot], judged, ln, no_path)
     warnings = [] if root is not None or sg["installed"] is None else [NO_SGLANG]
     children = startup.children_inherit(raw, use_current=False)
     plugin_route = protection.plugin_open(ln)
@@ -211,69 +202,55 @@ def _way_line(w: dict[str, Any]) -> str:
 
 
 def _link_rows(ln: dict[str, Any]) -> list[tuple[str, str]]:
-    wr, pl = ln["wrapt"], ln["plugin"]
-    loader = pl["loader"]
+    wr, pl, switch = ln["wrapt"], ln["plugin"], ln["AITER_NORM_GUARD"]
+    startup = ln["startup_file"] or "not installed (install the wheel)"
+    if ln["startup_file"] and not ln["startup_module"]:
+        startup += f"; {protection.STARTUP_MODULE} NOT importable"
+    loads = (
+        f"this sglang loads {pl['loader'].get('group')}"
+        if pl["loader"].get("present")
+        else "this sglang loads no plugins"
+    )
+    plugin = f"{'visible' if pl['visible'] else 'not visible'}, {'' if pl['allowed'] else 'not '}allowed"
     return [
         ("wrapt", f"{wr['version']} (importable)" if wr["importable"] else f"NOT importable: {wr['error']}"),
-        (
-            "start-up file",
-            (ln["startup_file"] or "not installed (install the wheel)")
-            + (
-                ""
-                if ln["startup_module"] or not ln["startup_file"]
-                else f"; {protection.STARTUP_MODULE} NOT importable"
-            ),
-        ),
-        ("AITER_NORM_GUARD", ln["AITER_NORM_GUARD"] if ln["AITER_NORM_GUARD"] is not None else "unset"),
-        (
-            "sglang plugin",
-            ("visible" if pl["visible"] else "not visible")
-            + (", allowed" if pl["allowed"] else ", not allowed")
-            + f" (SGLANG_PLUGINS={pl['SGLANG_PLUGINS']}); "
-            + (f"this sglang loads {loader.get('group')}" if loader.get("present") else "this sglang loads no plugins"),
-        ),
+        ("start-up file", startup),
+        ("AITER_NORM_GUARD", switch if switch is not None else "unset"),
+        ("sglang plugin", f"{plugin} (SGLANG_PLUGINS={pl['SGLANG_PLUGINS']}); {loads}"),
     ]
 
 
 def format_table(d: dict[str, Any]) -> str:
     """``diagnose()``: its one-line verdict first, then the details as aligned ``key  value`` lines."""
-    sg, tr, iv = d["sglang"], d["torch"], d["interventions"]
-    rows = (
-        [("verdict", d["verdict"])]
-        + [("warning", w) for w in d["warnings"]]
-        + [
-            ("guard", f"{'enabled' if d['guard']['enabled'] else 'disabled'} ({d['guard']['reason']})"),
-            ("row-strided zero-copy", "on" if d["guard"]["row_strided"] else "off"),
-            (
-                "sglang",
-                f"{sg['version']} at {sg['location']}" if sg["installed"] else sg.get("error") or "not installed",
-            ),
-        ]
-    )
+    sg, tr, iv, guard = d["sglang"], d["torch"], d["interventions"], d["guard"]
+    rows = [("verdict", d["verdict"]), *(("warning", w) for w in d["warnings"])]
+    rows += [
+        ("guard", f"{'enabled' if guard['enabled'] else 'disabled'} ({guard['reason']})"),
+        ("row-strided zero-copy", "on" if guard["row_strided"] else "off"),
+        ("sglang", f"{sg['version']} at {sg['location']}" if sg["installed"] else sg.get("error") or "not installed"),
+    ]
     if d["host"]["as_rocm"]:
         rows.append(("host", "judged as a ROCm host with aiter (--as-rocm), whatever this host's torch and aiter are"))
     rows += [(t["name"], _target_line(t)) for t in d["targets"]]
     here = [c for c in d["call_sites"] if c["present"]]
-    guarded = sum(c["status"] == GUARDED for c in here)
+    left = [c for c in here if c["status"] != GUARDED]
     rows.append(
         (
             "call sites",
             f"{len(here)} known aiter norm call sites are in this sglang (by their aiter call); "
-            f"{guarded} guarded (the entries above); not by the guard:",
+            f"{len(here) - len(left)} guarded (the entries above); not by the guard:",
         )
     )
-    rows += [(f"  {c['site']}", f"{c['status']}: {c['why']}") for c in here if c["status"] != GUARDED]
+    rows += [(f"  {c['site']}", f"{c['status']}: {c['why']}") for c in left]
     rows += [
         ("aiter", f"{d['aiter']['version'] or 'version unknown'}; {d['aiter']['routing']}"),
         ("torch", f"{tr.get('version')} hip={tr.get('hip')} cuda={tr.get('cuda')} device={tr.get('device')}"),
-    ]
-    rows += _link_rows(d["links"])
-    rows += [(f"way: {w['name']}", _way_line(w)) for w in d["ways"]]
-    rows += [
+        *_link_rows(d["links"]),
+        *((f"way: {w['name']}", _way_line(w)) for w in d["ways"]),
         (
             "interventions",
             f"{iv['in_process']}; {iv['prometheus']}" + ("" if iv["prometheus_client"] else " (not installed here)"),
-        )
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join([d["headline"], ""] + [f"{k:<{width}}  {v}" for k, v in rows])

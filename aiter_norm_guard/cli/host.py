@@ -28,19 +28,14 @@ def _spec_dir(name: str) -> Path | None:
 def torch_info() -> dict[str, Any]:
     """torch's version and build (``hip``: the ROCm version, None on a CUDA or CPU build), unimported."""
     root = _spec_dir("torch")
+    out: dict[str, Any] = {"installed": root is not None, "version": None, "hip": None, "cuda": None}
     if root is None:
-        return {"installed": False, "version": None, "hip": None, "cuda": None}
+        return out
     path = root / "version.py"
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        return {
-            "installed": True,
-            "version": None,
-            "hip": None,
-            "cuda": None,
-            "error": f"cannot read {path}: {type(exc).__name__}: {exc}",
-        }
+        return {**out, "error": f"cannot read {path}: {type(exc).__name__}: {exc}"}
     values: dict[str, Any] = {}
     for node in tree.body:
         target = (
@@ -51,13 +46,8 @@ def torch_info() -> dict[str, Any]:
         value = getattr(node, "value", None)
         if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
             values[target.id] = value.value
-    return {
-        "installed": True,
-        "version": values.get("__version__"),
-        "hip": values.get("hip"),
-        "cuda": values.get("cuda"),
-        "device": "not probed (doctor does not import torch)",
-    }
+    version, hip, cuda = values.get("__version__"), values.get("hip"), values.get("cuda")
+    return {**out, "version": version, "hip": hip, "cuda": cuda, "device": "not probed (doctor does not import torch)"}
 
 
 def aiter_routing() -> dict[str, Any]:

@@ -35,6 +35,7 @@ NOT_INHERITED = (
     f"cannot tell whether Ray's workers get AITER_NORM_GUARD=1: protected only if {RAY_START}; sglang "
     "passes no environment to its Ray actors"
 )
+CANNOT = "cannot tell"  #: how a reason that is neither protected nor not protected starts
 #: ways of starting sglang that need a module of their own in this interpreter: without it they cannot start here
 NEEDS = {"use_ray": "ray"}
 
@@ -254,9 +255,9 @@ def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) 
     good = [r["name"] for r in rows if r["protected"]]
     blocked, env = _blocked(ln), _env(ln)
     fix = advice(ln, short=True)
-    if blocked:
-        runs = "runs" if settings.is_off(ln["AITER_NORM_GUARD"]) else "may run"  # without wrapt: what it imports late
-        head = blocked.split(" (")[0] if settings.is_off(ln["AITER_NORM_GUARD"]) else "wrapt is not importable here"
+    if blocked:  # without wrapt it may run them: what sglang imports late
+        off = settings.is_off(ln["AITER_NORM_GUARD"])
+        runs, head = ("runs", blocked.split(" (")[0]) if off else ("may run", "wrapt is not importable here")
         return (
             f"NOT protected: {blocked}; every way of starting sglang {runs} {', '.join(exposed)} unguarded: "
             f"{advice(ln)}",
@@ -271,11 +272,8 @@ def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) 
             f"nothing to judge: {_names(away, len(away))} cannot start in this interpreter",
         )
     if not rows and not env:
-        return (
-            "cannot tell: no way of starting sglang found in its sources",
-            False,
-            "cannot tell: no way of starting sglang found in its sources",
-        )
+        why = "cannot tell: no way of starting sglang found in its sources"
+        return why, False, why
     if not bad and not unknown:
         how, here = env or "sglang's plugin loading", " here" if away else ""
         return (
@@ -295,21 +293,12 @@ def summary(exposed: list[str], rows: list[dict[str, Any]], ln: dict[str, Any]) 
         head = f"cannot tell for {_names(unknown, len(rows))}; the reasons are below"
     if not good and not unknown and len(reasons) == 1:
         return f"NOT protected: {bad[0]['reason']}, for every way of starting sglang: {tail}{note}", False, head
-    parts = []
-    if bad:
-        parts.append(
-            "NOT protected for: "
-            + "; ".join(
-                f"{', '.join(names)} ({why})" for why, names in reasons.items() if not why.startswith("cannot tell")
-            )
-        )
-    if unknown:
-        parts.append(
-            "cannot tell for: "
-            + "; ".join(
-                f"{', '.join(names)} ({why})" for why, names in reasons.items() if why.startswith("cannot tell")
-            )
-        )
+    parts = [
+        label
+        + "; ".join(f"{', '.join(names)} ({why})" for why, names in reasons.items() if why.startswith(CANNOT) is tell)
+        for label, judged, tell in (("NOT protected for: ", bad, False), ("cannot tell for: ", unknown, True))
+        if judged
+    ]
     if good:
         parts.append(f"protected for: {', '.join(good)}")
     return "; ".join(parts) + f": {tail}{note}", False, head

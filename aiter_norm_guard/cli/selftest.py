@@ -201,9 +201,7 @@ class _Child:
         rc = self.proc.wait()
         self.err.seek(0)
         tail = ([ln for ln in self.err.read().splitlines() if ln.strip()] or ["no output"])[-1][:90]
-        if not ready:
-            return "fault", f"child exit {rc} before the case ran: {tail}", False
-        return "fault", f"child exit {rc}: {tail}", False
+        return "fault", f"child exit {rc}{'' if ready else ' before the case ran'}: {tail}", False
 
     def close(self, now: bool = False) -> None:
         """End the child: at once (``now``: one never given a case, maybe still importing), else when its
@@ -246,21 +244,16 @@ class Isolation:
             self.children += 1
         return _Child(self.tokens, self.emulated)
 
-    def _next(self) -> str | None:
-        with self._lock:
-            return self._queue.popleft() if self._queue else None
-
     def _lane(self, child: _Child | None) -> None:
+        """Take cases from the queue until it is empty; a child that cannot take another is replaced (for a case
+        left, not before)."""
         try:
             while True:
                 with self._lock:
-                    if not self._queue:
-                        break
-                if child is None:
-                    child = self._spawn()
-                name = self._next()
+                    name = self._queue.popleft() if self._queue else None
                 if name is None:
                     break
+                child = child or self._spawn()
                 outcome, detail, alive = child.run(name, CASE_TIMEOUT_S)
                 with self._lock:
                     self.results[name] = (outcome, detail)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiter_norm_guard.targets import source_scan
 
@@ -72,275 +72,207 @@ class CallSite(NamedTuple):
         return tuple(dict.fromkeys(c.file for c in self.calls))
 
 
+def _at(files: str | tuple[str, ...], *names: str, how: str = IMPORTED, **where: Any) -> tuple[AiterCall, ...]:
+    """The same aiter call (``names``, reached as ``how``; ``where``: its scope) in each of ``files``."""
+    return tuple(AiterCall(f, names, how, **where) for f in ((files,) if isinstance(files, str) else files))
+
+
+def _site(
+    site: str,
+    calls: tuple[AiterCall, ...],
+    since: str,
+    switch: str,
+    *,
+    kernel: str = "",
+    until: str | None = None,
+    guards: tuple[str, ...] = (),
+    why: str = "",
+    status: str = "",
+    note: str = "",
+) -> CallSite:
+    """A row; ``kernel``: by default the aiter names its calls reach; ``status``: by default guarded where the row
+    has ``guards``, else checked by sglang itself."""
+    kernel = kernel or ", ".join(dict.fromkeys(n for c in calls for n in c.names))
+    status = status or (GUARDED if guards else RELEASE_CHECKS)
+    return CallSite(site, calls, since, until, kernel, switch, status, guards, why, note)
+
+
 _LN = "srt/layers/layernorm.py"
-_COMM = "srt/layers/communicator.py"
-_ADD_NORM = "srt/layers/layer_boundary/residual/add_norm.py"
+_COMM, _ADD_NORM = "srt/layers/communicator.py", "srt/layers/layer_boundary/residual/add_norm.py"
 _FWD = "srt/models/deepseek_common/attention_forward_methods/"
 _DSV4 = "srt/models/deepseek_v4.py"
 _QUANTS = ("fused_rms_fp8_group_quant", "fused_rms_mxfp4_quant")
-_QWEN3_TARGETS = (
-    "Qwen3Attention.forward_prepare_aiter_fused_mrope",
-    "Qwen3Attention.forward_prepare_aiter_fused",
-    "qwen3.fused_qk_norm_mrope_3d_cache_pts_quant_shuffle",
-    "qwen3.fused_qk_norm_rope_cache_pts_quant_shuffle",
-)
+_AR = ("custom_fused_ar_rms", "fused_ar_rms", "custom_fused_ar_rms_per_group_quant", "fused_ar_rms_per_group_quant")
+_BOUNDARY = ("communicator", "add_norm", "forward_mha", "forward_mha_rocm", "forward_mla", "forward_mla_rocm")
+_MHC = ("srt/models/deepseek_common/amd/deepseek_v4_fused_mhc.py", "srt/models/deepseek_v4_mhc.py")
+_QWEN3 = ("fused_qk_norm_mrope_3d_cache_pts_quant_shuffle", "fused_qk_norm_rope_cache_pts_quant_shuffle")
 
 CALL_SITES: tuple[CallSite, ...] = (
-    CallSite(
+    _site(
         "RMSNorm.forward_aiter (and its x_pad path)",
-        (
-            AiterCall(_LN, ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add", "rms_norm"), scope="RMSNorm.forward_aiter"),
-            AiterCall(_LN, ("fused_add_rmsnorm_pad",), scope="RMSNorm"),
-        ),
+        _at(_LN, "rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add", "rms_norm", scope="RMSNorm.forward_aiter")
+        + _at(_LN, "fused_add_rmsnorm_pad", scope="RMSNorm"),
         "0.4.7",
-        None,
-        "rmsnorm2d_fwd(_with_add); Triton fused_add_rmsnorm_pad; gfx1250: Triton rms_norm",
         "SGLANG_USE_AITER=1",
-        GUARDED,
-        ("RMSNorm.forward_aiter",),
+        kernel="rmsnorm2d_fwd(_with_add); Triton fused_add_rmsnorm_pad; gfx1250: Triton rms_norm",
+        guards=("RMSNorm.forward_aiter",),
         note="x_pad path from 0.5.13",
     ),
-    CallSite(
+    _site(
         "GemmaRMSNorm.forward_hip, aiter branch",
-        (
-            AiterCall(
-                _LN, ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add"), scope="GemmaRMSNorm.forward_hip", aiter_branch=True
-            ),
-        ),
+        _at(_LN, "rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add", scope="GemmaRMSNorm.forward_hip", aiter_branch=True),
         "0.5.10",
-        "0.5.15",
-        "rmsnorm2d_fwd(_with_add) on weight + 1",
         "SGLANG_USE_AITER=1",
-        GUARDED,
-        ("GemmaRMSNorm.forward_hip",),
+        kernel="rmsnorm2d_fwd(_with_add) on weight + 1",
+        until="0.5.15",
+        guards=("GemmaRMSNorm.forward_hip",),
     ),
-    CallSite(
+    _site(
         "LayerNorm.forward_hip",
-        (AiterCall(_LN, ("layernorm2d_fwd",), scope="LayerNorm.forward_hip"),),
+        _at(_LN, "layernorm2d_fwd", scope="LayerNorm.forward_hip"),
         "0.5.11",
-        None,
-        "layernorm2d_fwd",
         "SGLANG_USE_AITER=1",
-        GUARDED,
-        ("LayerNorm.forward_hip",),
+        guards=("LayerNorm.forward_hip",),
     ),
-    CallSite(
+    _site(
         "_fused_rmsnorm_fp8_per_token_quant",
-        tuple(AiterCall(f, ("rmsnorm_quant", "add_rmsnorm_quant")) for f in (_COMM, _ADD_NORM)),
+        _at((_COMM, _ADD_NORM), "rmsnorm_quant", "add_rmsnorm_quant"),
         "0.5.11",
-        None,
-        "rmsnorm_quant / add_rmsnorm_quant; gfx1250: Triton group quant",
         "fp8 per-token W8A8 (GLM-4-MoE)",
-        GUARDED,
-        ("communicator._fused_rmsnorm_fp8_per_token_quant", "add_norm._fused_rmsnorm_fp8_per_token_quant"),
+        kernel="rmsnorm_quant / add_rmsnorm_quant; gfx1250: Triton group quant",
+        guards=("communicator._fused_rmsnorm_fp8_per_token_quant", "add_norm._fused_rmsnorm_fp8_per_token_quant"),
         note="add_norm.py from 0.5.21",
     ),
-    CallSite(
+    _site(
         "all-reduce + RMSNorm: GroupCoordinator.fused_allreduce_rmsnorm(_quant_per_group)",
-        (
-            AiterCall(
-                "srt/distributed/parallel_state.py",
-                (
-                    "custom_fused_ar_rms",
-                    "fused_ar_rms",
-                    "custom_fused_ar_rms_per_group_quant",
-                    "fused_ar_rms_per_group_quant",
-                ),
-                METHOD,
-            ),
-        ),
+        _at("srt/distributed/parallel_state.py", *_AR, how=METHOD),
         "0.5.10",
-        None,
-        "custom all-reduce fused_allreduce_rmsnorm",
         "--enable-aiter-allreduce-fusion, TP > 1 (GLM-5: on by itself from 0.5.21)",
-        GUARDED,
-        ("GroupCoordinator.fused_allreduce_rmsnorm", "GroupCoordinator.fused_allreduce_rmsnorm_quant_per_group"),
+        kernel="custom all-reduce fused_allreduce_rmsnorm",
+        guards=("GroupCoordinator.fused_allreduce_rmsnorm", "GroupCoordinator.fused_allreduce_rmsnorm_quant_per_group"),
         note="per-group quant 0.5.17+",
     ),
-    CallSite(
+    _site(
         "MLA fused q / k RMSNorm: fused_qk_rmsnorm_bf16",
-        tuple(AiterCall(_FWD + f, ("fused_qk_rmsnorm",)) for f in ("forward_mla.py", "forward_mla_rocm.py")),
+        _at((_FWD + "forward_mla.py", _FWD + "forward_mla_rocm.py"), "fused_qk_rmsnorm"),
         "0.5.11",
-        None,
-        "fused_qk_rmsnorm",
         "SGLANG_USE_AITER=1, any MLA model (DeepSeek, Kimi, GLM-4.7-Flash, GLM-5)",
-        GUARDED,
-        ("forward_mla.fused_qk_rmsnorm_bf16", "forward_mla_rocm.fused_qk_rmsnorm_bf16"),
+        guards=("forward_mla.fused_qk_rmsnorm_bf16", "forward_mla_rocm.fused_qk_rmsnorm_bf16"),
         note="forward_mla_rocm.py from 0.5.18",
     ),
-    CallSite(
+    _site(
         "Triton fused (add +) RMSNorm + quant at the layer boundary and in MLA / MHA prepare",
-        tuple(
-            AiterCall(f, _QUANTS)
-            for f in (
-                _COMM,
-                _ADD_NORM,
-                *(_FWD + m for m in ("forward_mha.py", "forward_mha_rocm.py", "forward_mla.py", "forward_mla_rocm.py")),
-            )
-        ),
+        _at((_COMM, _ADD_NORM, *(f"{_FWD}{m}.py" for m in _BOUNDARY[2:])), *_QUANTS),
         "0.5.10",
-        None,
-        "fused_rms_fp8_group_quant, fused_rms_mxfp4_quant",
         "gfx95 with fp8 or mxfp4 weights",
-        GUARDED,
-        tuple(
-            f"{m}.{a}"
-            for m in ("communicator", "add_norm", "forward_mha", "forward_mha_rocm", "forward_mla", "forward_mla_rocm")
-            for a in _QUANTS
-        ),
+        guards=tuple(f"{m}.{a}" for m in _BOUNDARY for a in _QUANTS),
         note="add_norm.py from 0.5.21, *_rocm.py from 0.5.18",
     ),
-    CallSite(
+    _site(
         "DeepSeek-V4 _fused_rmsnorm_fp8_quant",
-        (AiterCall(_DSV4, ("fused_rms_fp8_group_quant",)),),
+        _at(_DSV4, "fused_rms_fp8_group_quant"),
         "0.5.13",
-        None,
-        "fused_rms_fp8_group_quant",
         "DeepSeek-V4 on gfx95 / gfx1250",
-        GUARDED,
-        ("deepseek_v4.fused_rms_fp8_group_quant",),
+        guards=("deepseek_v4.fused_rms_fp8_group_quant",),
     ),
-    CallSite(
+    _site(
         "diffusion runtime RMSNorm.forward_aiter",
-        (
-            AiterCall(
-                "multimodal_gen/runtime/layers/layernorm.py",
-                ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add"),
-                scope="RMSNorm.forward_aiter",
-            ),
+        _at(
+            "multimodal_gen/runtime/layers/layernorm.py",
+            "rmsnorm2d_fwd",
+            "rmsnorm2d_fwd_with_add",
+            scope="RMSNorm.forward_aiter",
         ),
         "0.5.12",
-        None,
-        "rmsnorm2d_fwd(_with_add)",
         "SGLANG_USE_AITER=1 (diffusion models)",
-        GUARDED,
-        ("multimodal_gen RMSNorm.forward_aiter",),
+        kernel="rmsnorm2d_fwd(_with_add)",
+        guards=("multimodal_gen RMSNorm.forward_aiter",),
     ),
-    CallSite(
+    _site(
         "Qwen3 fused qk-norm + RoPE + KV write",
-        (
-            AiterCall(
-                "srt/models/qwen3.py",
-                ("fused_qk_norm_mrope_3d_cache_pts_quant_shuffle", "fused_qk_norm_rope_cache_pts_quant_shuffle"),
-            ),
-        ),
+        _at("srt/models/qwen3.py", *_QWEN3),
         "0.5.10",
-        None,
-        "fused_qk_norm_(m)rope_..._cache_pts_quant_shuffle",
         "SGLANG_USE_AITER=1, decode, no rl_on_policy_target: mrope models (0.5.23 also plain RoPE, and only "
         "with a 3-D KV cache of the activations' dtype)",
-        GUARDED,
-        _QWEN3_TARGETS,
+        kernel="fused_qk_norm_(m)rope_..._cache_pts_quant_shuffle",
+        guards=(
+            "Qwen3Attention.forward_prepare_aiter_fused_mrope",
+            "Qwen3Attention.forward_prepare_aiter_fused",
+            *(f"qwen3.{k}" for k in _QWEN3),
+        ),
         note="plain-RoPE kernel 0.5.23",
     ),
-    CallSite(
+    _site(
         "DSA indexer fused k-LayerNorm writer",
-        (AiterCall("kernels/ops/attention/dsa/fp8_fused_writer_hip.py", ("indexer_qk_rope_quant_and_cache",)),),
+        _at("kernels/ops/attention/dsa/fp8_fused_writer_hip.py", "indexer_qk_rope_quant_and_cache"),
         "0.5.21",
-        None,
-        "indexer_qk_rope_quant_and_cache",
         "gfx950, on by default",
-        RELEASE_CHECKS,
         why="sglang requires fp32 norm weight and bias (TypeError) and checks the geometry; inactive, it "
         "falls back to the guarded LayerNorm",
     ),
-    CallSite(
+    _site(
         "DeepSeek-V4 mHC (hc_pre / hc_post / fused post-pre)",
-        tuple(
-            AiterCall(f, ("mhc_pre", "mhc_post", "mhc_fused_post_pre", "mhc_post_pre"))
-            for f in (
-                _DSV4,
-                "srt/models/deepseek_common/amd/deepseek_v4_fused_mhc.py",
-                "srt/models/deepseek_v4_mhc.py",
-                "kernels/ops/layernorm/mhc.py",
-            )
+        _at(
+            (_DSV4, *_MHC, "kernels/ops/layernorm/mhc.py"), "mhc_pre", "mhc_post", "mhc_fused_post_pre", "mhc_post_pre"
         ),
         "0.5.13",
-        None,
-        "mhc_pre, mhc_post, mhc_fused_post_pre; Triton mhc_post_pre",
         "DeepSeek-V4 on HIP",
-        RELEASE_CHECKS,
+        kernel="mhc_pre, mhc_post, mhc_fused_post_pre; Triton mhc_post_pre",
         why="returns early on zero rows and checks ranks before the kernel",
     ),
-    CallSite(
+    _site(
         "DeepSeek-V4 fp4 indexer k write",
-        (
-            AiterCall(
-                "kernels/ops/attention/dsv4/fp4_indexer_hip.py", ("rmsnorm_rope_rotate_activation_fp4quant_kvcache",)
-            ),
-        ),
+        _at("kernels/ops/attention/dsv4/fp4_indexer_hip.py", "rmsnorm_rope_rotate_activation_fp4quant_kvcache"),
         "0.5.20",
-        None,
-        "rmsnorm_rope_rotate_activation_fp4quant_kvcache",
         "DeepSeek-V4 on HIP",
-        RELEASE_CHECKS,
         why="returns on zero rows and casts the weight contiguous before the kernel",
     ),
-    CallSite(
+    _site(
         "DeepSeek-V4 two-pool fp8 qk-norm store",
-        (AiterCall("kernels/ops/attention/fused_qk_norm_rope_store.py", ("fused_qk_norm_rope_group_quant",)),),
+        _at("kernels/ops/attention/fused_qk_norm_rope_store.py", "fused_qk_norm_rope_group_quant"),
         "0.5.20",
-        None,
-        "fused_qk_norm_rope_group_quant",
         "gfx95, fp8 two-pool KV",
-        GUARDED,
-        ("fused_qk_norm_rope_store.fused_qk_norm_rope_group_quant",),
+        guards=("fused_qk_norm_rope_store.fused_qk_norm_rope_group_quant",),
     ),
-    CallSite(
+    _site(
         "MiniMax-M3 fused qk-norm",
-        (AiterCall("srt/models/minimax_m3.py", ("fused_qknorm_idxrqknorm",)),),
+        _at("srt/models/minimax_m3.py", "fused_qknorm_idxrqknorm"),
         "0.5.22",
-        None,
-        "fused_qknorm_idxrqknorm",
         "SGLANG_M3_USE_AITER_FUSED_QKNORM",
-        RELEASE_CHECKS,
         why="makes the packed qkv contiguous and checks widths, ranks and dtypes",
     ),
-    CallSite(
+    _site(
         "Qwen3-Next fused Gemma qk-norm + RoPE",
-        (AiterCall("srt/models/qwen3_next.py", ("fused_attention_qk_norm_rope",)),),
+        _at("srt/models/qwen3_next.py", "fused_attention_qk_norm_rope"),
         "0.5.23",
-        None,
-        "fused_attention_qk_norm_rope",
         "gfx95",
-        RELEASE_CHECKS,
         why="asks aiter's own fused_attention_qk_norm_rope_supported() first",
     ),
-    CallSite(
+    _site(
         "Kimi-K3 KDA fused decode",
-        (
-            AiterCall(
-                "kernels/ops/attention/kda_fused_decode_aiter_hip.py",
-                ("flydsl_kimi_k3_kda_decode_with_f_b",),
-                ATTRIBUTE,
-            ),
-        ),
+        _at("kernels/ops/attention/kda_fused_decode_aiter_hip.py", "flydsl_kimi_k3_kda_decode_with_f_b", how=ATTRIBUTE),
         "0.5.20",
-        None,
-        "flydsl KDA decode (gated RMSNorm)",
         "SGLANG_ROCM_K3_KDA_FUSED_BACKEND=aiter (0.5.20 - 0.5.21: SGLANG_K3_KDA_FUSED_BACKEND)",
-        RELEASE_CHECKS,
+        kernel="flydsl KDA decode (gated RMSNorm)",
         why="covered() checks the batch, every shape and dtype and the last strides",
     ),
-    CallSite(
+    _site(
         "VAE GroupNorm",
-        (AiterCall("multimodal_gen/runtime/platforms/rocm.py", ("GroupNorm",)),),
+        _at("multimodal_gen/runtime/platforms/rocm.py", "GroupNorm"),
         "0.5.10",
-        None,
-        "aiter.ops.groupnorm",
         "SGLANG_USE_ROCM_VAE",
-        RELEASE_CHECKS,
+        kernel="aiter.ops.groupnorm",
         why="aiter's wrapper makes input, weight and bias contiguous",
     ),
-    CallSite(
+    _site(
         "fused-op registry RMSNormOp.forward_aiter",
-        (AiterCall("kernels/ops/layernorm/__init__.py", ("rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add")),),
+        _at("kernels/ops/layernorm/__init__.py", "rmsnorm2d_fwd", "rmsnorm2d_fwd_with_add"),
         "0.5.16",
-        "0.5.22",
-        "rmsnorm2d_fwd(_with_add)",
         "SGLANG_FORCE_FUSED_OP_BACKEND only",
-        NOT_GUARDED,
+        kernel="rmsnorm2d_fwd(_with_add)",
+        until="0.5.22",
         why="no runtime code calls it (and it passes aiter's arguments in the wrong order)",
+        status=NOT_GUARDED,
     ),
 )
 
@@ -358,17 +290,7 @@ def _scoped(tree: ast.Module, call: AiterCall) -> ast.AST | None:
     """The part of ``tree`` the call must be in: the module, a function, a class (its aiter branch)."""
     if not call.scope:
         return tree
-    *path, name = call.scope.split(".")
-    body: list[ast.stmt] = tree.body
-    for part in path:
-        cls = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
-        if cls is None:
-            return None
-        body = cls.body
-    node = next(
-        (n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == name),
-        None,
-    )
+    node = source_scan.lookup(tree.body, call.scope, source_scan.DEFS)
     if node is not None and call.aiter_branch and isinstance(node, ast.FunctionDef):
         return source_scan.aiter_branch(node)
     return node
@@ -409,10 +331,8 @@ def present(root: Path, site: CallSite, cache: dict[str, ast.Module | None] | No
     cache = {} if cache is None else cache
     for call in site.calls:
         if call.file not in cache:
-            try:
-                cache[call.file] = ast.parse((root / call.file).read_text(encoding="utf-8-sig"))
-            except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
-                cache[call.file] = None
+            tree = source_scan.read(root / call.file, "utf-8-sig")
+            cache[call.file] = tree if isinstance(tree, ast.Module) else None
         tree = cache[call.file]
         if tree is not None and makes(tree, call):
             return True

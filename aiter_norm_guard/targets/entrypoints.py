@@ -14,6 +14,8 @@ import ast
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from aiter_norm_guard.targets import source_scan
+
 MAIN = "<main>"  #: the module's ``if __name__ == "__main__":`` block
 PLUGINS_FILE = "srt/plugins/__init__.py"
 
@@ -85,51 +87,24 @@ def _one_batch(files: tuple[str, ...]) -> tuple[Process, ...]:
     )
 
 
+def _module(module: str, processes: tuple[Process, ...], launcher: tuple[Site, ...] = (), **kw: Any) -> Way:
+    """A way that is ``python -m sglang.MODULE``: named by its module, present where its file is."""
+    path = module.replace(".", "/") + ".py"
+    return Way(module, f"python -m sglang.{module}", (path,), processes, launcher, **kw)
+
+
+ONE_BATCH_NOTE = "builds ModelRunner itself, without the scheduler"
 WAYS: tuple[Way, ...] = (
-    Way("launch_server", "python -m sglang.launch_server", ("launch_server.py",), (SCHEDULER,), (LAUNCH,)),
+    _module("launch_server", (SCHEDULER,), (LAUNCH,)),
     Way("serve", "sglang serve", ("cli/serve.py",), (SCHEDULER,), (SERVE,)),
     Way("Engine", "sglang.Engine(...) in your code", ("srt/entrypoints/engine.py",), (SCHEDULER,), (ENGINE,)),
-    Way(
-        "bench_offline_throughput",
-        "python -m sglang.bench_offline_throughput",
-        ("bench_offline_throughput.py",),
-        (SCHEDULER,),
-        (ENGINE,),
-    ),
-    Way(
-        "benchmark.offline_throughput",
-        "python -m sglang.benchmark.offline_throughput",
-        ("benchmark/offline_throughput.py",),
-        (SCHEDULER,),
-        (ENGINE,),
-    ),
-    Way(
-        "bench_one_batch_server",
-        "python -m sglang.bench_one_batch_server",
-        ("bench_one_batch_server.py",),
-        (SCHEDULER,),
-    ),
-    Way(
-        "benchmark.one_batch_server",
-        "python -m sglang.benchmark.one_batch_server",
-        ("benchmark/one_batch_server.py",),
-        (SCHEDULER,),
-    ),
-    Way("compile_deep_gemm", "python -m sglang.compile_deep_gemm", ("compile_deep_gemm.py",), (SCHEDULER,)),
-    Way(
-        "bench_one_batch",
-        "python -m sglang.bench_one_batch",
-        ("bench_one_batch.py",),
-        _one_batch(ONE_BATCH),
-        note="builds ModelRunner itself, without the scheduler",
-    ),
-    Way(
-        "benchmark.one_batch",
-        "python -m sglang.benchmark.one_batch",
-        ONE_BATCH_NEW,
-        _one_batch(ONE_BATCH_NEW),
-        note="builds ModelRunner itself, without the scheduler",
-    ),
+    _module("bench_offline_throughput", (SCHEDULER,), (ENGINE,)),
+    _module("benchmark.offline_throughput", (SCHEDULER,), (ENGINE,)),
+    _module("bench_one_batch_server", (SCHEDULER,)),
+    _module("benchmark.one_batch_server", (SCHEDULER,)),
+    _module("compile_deep_gemm", (SCHEDULER,)),
+    _module("bench_one_batch", _one_batch(ONE_BATCH), note=ONE_BATCH_NOTE),
+    _module("benchmark.one_batch", _one_batch(ONE_BATCH_NEW), note=ONE_BATCH_NOTE),
     Way(
         "use_ray",
         "--use-ray (RayEngine, Ray scheduler actors)",
@@ -202,15 +177,9 @@ def _is_main_block(node: ast.AST) -> bool:
 
 def find(body: list[ast.stmt], parts: list[str]) -> ast.AST | None:
     """The def or class ``parts`` (a qualname split on dots) in ``body``, also under if / try."""
-    for node in body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == parts[0]:
-            return node if len(parts) == 1 else find(node.body, parts[1:])
-        if isinstance(node, (ast.If, ast.Try)) and not _is_main_block(node):
-            nested = [*node.body, *node.orelse, *getattr(node, "finalbody", [])]
-            found = find(nested + [s for h in getattr(node, "handlers", []) for s in h.body], parts)
-            if found is not None:
-                return found
-    return None
+    nodes = source_scan.statements(body, lambda node: not _is_main_block(node))
+    node = next((n for n in nodes if isinstance(n, source_scan.DEFS) and n.name == parts[0]), None)
+    return node if node is None or len(parts) == 1 else find(node.body, parts[1:])
 
 
 def direct_calls(node: ast.AST, name: str = "load_plugins") -> list[int]:
@@ -260,17 +229,11 @@ class _Sources:
     def tree(self, rel: str) -> ast.Module | str:
         """The parsed file, or why it cannot be read ("absent" if there is no such file)."""
         if rel not in self.trees:
-            path = self.root / rel
-            try:
-                self.trees[rel] = ast.parse(path.read_text(encoding="utf-8"), str(path))
-            except FileNotFoundError:
-                self.trees[rel] = "absent"
-            except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-                self.trees[rel] = f"cannot read {path}: {type(exc).__name__}: {exc}"
+            self.trees[rel] = source_scan.read(self.root / rel, named=True)
         return self.trees[rel]
 
     def exists(self, rel: str) -> bool:
-        return self.tree(rel) != "absent"
+        return self.tree(rel) != source_scan.ABSENT
 
     def group(self, module: str) -> str | None:
         """``GENERAL_PLUGINS_GROUP`` of the loader module ``sglang.X.Y`` (None: not a plugin loader)."""
@@ -288,16 +251,15 @@ class _Sources:
         for rel in site.files:
             tree = self.tree(rel)
             if isinstance(tree, str):
-                errors += [] if tree == "absent" else [tree]
+                errors += [] if tree == source_scan.ABSENT else [tree]
                 continue
             if site.function == MAIN:
-                blocks = [node for node in tree.body if _is_main_block(node)]
-                node: ast.AST | None = blocks[0] if blocks else None
+                nodes = [n for n in tree.body if _is_main_block(n)]
             else:
-                node = find(tree.body, site.function.split("."))
-            if node is None:
+                nodes = [n for n in [find(tree.body, site.function.split("."))] if n is not None]
+            if not nodes:
                 continue
-            lines = direct_calls(node) if site.function != MAIN else [ln for b in blocks for ln in direct_calls(b)]
+            lines = sorted(line for node in nodes for line in direct_calls(node))
             groups = [g for g in (self.group(m) for m in loader_modules(tree)) if g] if lines else []
             return {
                 "where": f"{rel}:{site.function}",
@@ -327,12 +289,8 @@ def plugin_system(root: Path) -> dict[str, Any]:
     """sglang's srt plugin loader: present?, the entry-point group it runs, the filter variable it reads."""
     tree = _Sources(root).tree(PLUGINS_FILE)
     if isinstance(tree, str):
-        return {
-            "present": False,
-            "group": None,
-            "reads_SGLANG_PLUGINS": False,
-            **({} if tree == "absent" else {"error": tree}),
-        }
+        error = {} if tree == source_scan.ABSENT else {"error": tree}
+        return {"present": False, "group": None, "reads_SGLANG_PLUGINS": False, **error}
     names = {
         n.value if isinstance(n, ast.Constant) else n.attr
         for n in ast.walk(tree)

@@ -32,18 +32,10 @@ def _walk(node: object, out: list[str]) -> None:
         out.append(repr(node))
 
 
-def _without_docstring(fn: ast.FunctionDef) -> list[ast.stmt]:
-    body = fn.body
-    first = body[0] if body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-        return body[1:]
-    return body
-
-
 def fingerprint(fn: ast.FunctionDef) -> str:
     """16 hex digits identifying ``fn``'s name, arguments, decorators and statements."""
     out: list[str] = [fn.name]
     _walk(fn.args, out)
     _walk(fn.decorator_list, out)
-    _walk(_without_docstring(fn), out)
+    _walk(fn.body[1:] if ast.get_docstring(fn, clean=False) is not None else fn.body, out)
     return hashlib.sha256("".join(out).encode()).hexdigest()[:16]

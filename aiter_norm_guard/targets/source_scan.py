@@ -1,32 +1,61 @@
-"""Read an entry's source (``ast``, no import): is it there, and does it have its aiter branch.
+"""Read sglang's source (``ast``, no import): files, the definitions in them, and an entry's aiter branch.
 
-Used by the patcher (is this release's entry really the aiter one?) and by ``doctor``.  What
-a release's entry checks itself is not read from its statements here but recognised by its
-fingerprint (:mod:`~aiter_norm_guard.targets.upstream`).
+Used by the patcher (is this release's entry really the aiter one?), by ``doctor`` and by the
+readers of call sites and ways of starting.  What a release's entry checks itself is not read
+from its statements here but recognised by its fingerprint (:mod:`~aiter_norm_guard.targets.upstream`).
 """
 
 from __future__ import annotations
 
 import ast
 import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 _GATE = "_use_aiter"
+ABSENT = "absent"  #: :func:`read`'s answer for a file that is not there
+DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def parse(text: str) -> ast.Module:
     return ast.parse(text)
 
 
-def find(tree: ast.Module, dotted: str) -> ast.FunctionDef | None:
-    """The function ``Class.method`` or ``function`` defined at the top of ``tree``."""
+def read(path: Path, encoding: str = "utf-8", named: bool = False) -> ast.Module | str:
+    """The parsed file, or why not: :data:`ABSENT`, or ``cannot read PATH: ...`` (``named``: errors name the file)."""
+    try:
+        return ast.parse(path.read_text(encoding=encoding), str(path) if named else "<unknown>")
+    except FileNotFoundError:
+        return ABSENT
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
+        return f"cannot read {path}: {type(exc).__name__}: {exc}"
+
+
+def statements(body: list[ast.stmt], into: Callable[[ast.AST], bool] = lambda node: True) -> Iterator[ast.stmt]:
+    """``body``'s statements in order, those under ``if`` / ``try`` (where ``into`` says so) in place of them."""
+    for node in body:
+        if isinstance(node, (ast.If, ast.Try)) and into(node):
+            handlers = [s for h in getattr(node, "handlers", []) for s in h.body]
+            yield from statements([*node.body, *node.orelse, *getattr(node, "finalbody", []), *handlers], into)
+        else:
+            yield node
+
+
+def lookup(body: list[ast.stmt], dotted: str, kinds: tuple[type, ...] = (ast.FunctionDef,)) -> ast.AST | None:
+    """The definition ``Class.name`` or ``name`` of one of ``kinds`` at the top of ``body``."""
     *path, name = dotted.split(".")
-    body: list[ast.stmt] = tree.body
     for part in path:
         cls = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
         if cls is None:
             return None
         body = cls.body
-    return next((n for n in body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    return next((n for n in body if isinstance(n, kinds) and getattr(n, "name", None) == name), None)
+
+
+def find(tree: ast.Module, dotted: str) -> ast.FunctionDef | None:
+    """The function ``Class.method`` or ``function`` defined at the top of ``tree``."""
+    node = lookup(tree.body, dotted)
+    return node if isinstance(node, ast.FunctionDef) else None
 
 
 def _mentions_gate(test: ast.expr) -> bool | None:
@@ -83,22 +112,12 @@ def has_aiter_branch(fn: ast.FunctionDef, names: tuple[str, ...]) -> bool:
 def binds(tree: ast.Module, name: str) -> bool:
     """Whether the module binds the global ``name`` at import (an import, a def or an assignment,
     also under ``if`` / ``try``: aiter bindings are made only where aiter is selected)."""
-    todo: list[ast.stmt] = list(tree.body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, (ast.If, ast.Try)):
-            todo += [
-                *node.body,
-                *node.orelse,
-                *getattr(node, "finalbody", []),
-                *(s for h in getattr(node, "handlers", []) for s in h.body),
-            ]
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            if any((a.asname or a.name) == name for a in node.names):
-                return True
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+    for node in statements(tree.body):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any((a.asname or a.name) == name for a in node.names):
             return True
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return True
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
             return True
     return False
 

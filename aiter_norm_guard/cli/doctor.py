@@ -68,7 +68,8 @@ def guard_checks(tree: Any, target: Target) -> dict[str, Any]:
     else:
         release = "none (the entry is aiter's own function, or sglang checks nothing before it)"
     done = (row.alone, row.with_rows) if row is not None else ((), ())
-    return {"release_does": release, "guard_checks": list(still_needed(contract, *done))}
+    checks = still_needed(contract, *done, groups=len(target.feed.groups))
+    return {"release_does": release, "guard_checks": list(checks)}
 
 
 def call_sites(root: Path | None) -> list[dict[str, Any]]:

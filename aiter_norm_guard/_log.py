@@ -7,22 +7,22 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from aiter_norm_guard import _state
 from aiter_norm_guard._fork import ForkSafeLock
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 logger = logging.getLogger("aiter_norm_guard")
 
-_seen: set[str] = set()
 _lock = ForkSafeLock()  # made first: the other modules' fork handlers may log
 
 
 def log_once(key: str, level: int, msg: str, *args: object, exc_info: bool = False) -> bool:
     """Log ``msg`` the first time ``key`` is seen in this process; True if it was logged."""
     with _lock:
-        if key in _seen:
+        if key in _state.LOGGED:
             return False
-        _seen.add(key)
+        _state.LOGGED.add(key)
     logger.log(level, msg, *args, exc_info=exc_info)
     return True
 
@@ -30,7 +30,7 @@ def log_once(key: str, level: int, msg: str, *args: object, exc_info: bool = Fal
 def forget(prefix: str) -> None:
     """Log again, once, the events whose key starts with ``prefix`` (a forked child's own firsts)."""
     with _lock:
-        _seen.difference_update([k for k in _seen if k.startswith(prefix)])
+        _state.LOGGED.difference_update([k for k in _state.LOGGED if k.startswith(prefix)])
 
 
 def contained(event: str, message: str, default: Any = None) -> Callable[[F], F]:

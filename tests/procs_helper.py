@@ -21,7 +21,7 @@ def guard_report_then_run_views() -> dict[str, Any]:
     if not before["guard_loaded"]:  # the emulation is part of the package: its import must not be the install
         os.environ["AITER_NORM_GUARD"] = "0"
     try:
-        from aiter_norm_guard.bootstrap import api
+        from aiter_norm_guard import _state
         from aiter_norm_guard.emulation import EmulatedRocm, MemoryAccessFault
     finally:
         if switch is None:
@@ -29,8 +29,8 @@ def guard_report_then_run_views() -> dict[str, Any]:
         else:
             os.environ["AITER_NORM_GUARD"] = switch
     if not before["guard_loaded"]:  # what the operator's environment installs is what this process reports
-        api.SOURCES[:] = [s for s in api.SOURCES if s != "import"]
-        api._last_flag.clear()
+        _state.SOURCES[:] = [s for s in _state.SOURCES if s != "import"]
+        _state.LAST_FLAG.clear()
     EmulatedRocm().activate()
     import sglang.srt.layers.layernorm as ln
 

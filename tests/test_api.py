@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import aiter_norm_guard
-from aiter_norm_guard import _log
+from aiter_norm_guard import _state
 from aiter_norm_guard.bootstrap import api, startup
 from aiter_norm_guard.guard import interventions
 from aiter_norm_guard.install.patcher import PATCHER
@@ -36,7 +36,7 @@ def boom(*a: Any, **k: Any) -> Any:
 def test_a_failing_section_is_an_error_string_logged_once(
     owner: Any, attr: str, key: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_log, "_seen", set())
+    monkeypatch.setattr(_state, "LOGGED", set())
     monkeypatch.setattr(owner, attr, boom)
     with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
         for call in CALLS:

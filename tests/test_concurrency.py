@@ -117,6 +117,7 @@ def test_a_fork_while_another_thread_holds_a_guard_lock_does_not_hang_the_child(
 
 NESTED_FORGET = """
 import json
+from aiter_norm_guard import _state
 from aiter_norm_guard.guard import registry
 
 class Guard:  # what the registry keeps per function: its original, and whether it is on
@@ -127,10 +128,10 @@ def inner(): pass
 def outer(): pass
 registry.register(inner, Guard(None))
 registry.register(outer, Guard(inner))  # a guard over a guarded function (a wrapper over ours, wrapped again)
-before = len(registry._GUARDS)
+before = len(_state.GUARDS)
 del inner  # alive through outer's guard
 del outer  # outer's forget drops its guard, that drops inner: inner's forget runs inside outer's
-print(json.dumps({"before": before, "after": len(registry._GUARDS)}))
+print(json.dumps({"before": before, "after": len(_state.GUARDS)}))
 """
 
 EXIT_WITH_GUARDS_ALIVE = """

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from aiter_norm_guard import _state
 from aiter_norm_guard.emulation import AiterKernelDouble, MemoryAccessFault
 from aiter_norm_guard.guard import guard as guard_module
 from aiter_norm_guard.install import hooks
@@ -86,7 +87,7 @@ def test_own_failures_take_the_fallback_never_the_kernel_and_log_once_per_distin
 ) -> None:
     """A failure of the guard's own code on a call its fast path did not pass takes the entry's fallback
     (forward_native): the unchecked call never reaches the kernel (here it would fault)."""
-    from aiter_norm_guard import _log
+    from aiter_norm_guard import _state
     from aiter_norm_guard.guard.interventions import snapshot
 
     def broken(*a: Any, **k: Any) -> Any:
@@ -95,7 +96,7 @@ def test_own_failures_take_the_fallback_never_the_kernel_and_log_once_per_distin
     def also_broken(*a: Any, **k: Any) -> Any:
         raise KeyError("another failure")
 
-    monkeypatch.setattr(_log, "_seen", set())
+    monkeypatch.setattr(_state, "LOGGED", set())
     monkeypatch.setattr(guard_module.layout, "plan", broken)
     norm = make_norm(rmsnorm, 128, DT)
     q = torch.randn(64, 6144, dtype=DT)[:, :4096].view(64, 32, 128)
@@ -155,6 +156,7 @@ HOOK_FIRES = """
 import importlib, json, sys
 sys.path.insert(0, DIR)
 from wrapt import importer
+from aiter_norm_guard import _state
 from aiter_norm_guard.install import hooks
 seen = []
 import victim_early  # imported before its hook: the hook runs at once, then after each execution
@@ -204,9 +206,9 @@ def test_a_wrapt_without_its_registry_fires_on_the_first_import_only(
 
         importlib.reload(victim_no_registry)
         assert len(seen) == 1
-        assert hooks.WATCHED["victim_no_registry"] == hooks.FIRST_IMPORT
+        assert _state.WATCHED["victim_no_registry"] == hooks.FIRST_IMPORT
         assert hooks.fires_on(importer) == hooks.FIRST_IMPORT
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("victim_no_registry", None)
-        hooks.WATCHED.pop("victim_no_registry", None)
+        _state.WATCHED.pop("victim_no_registry", None)

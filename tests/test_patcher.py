@@ -344,15 +344,15 @@ def test_a_plain_replacement_over_the_guard_is_reported_and_the_guard_comes_back
 
 
 def test_install_uninstall_cycles_build_one_guard_per_target(rmsnorm: Any, guarded: None) -> None:
-    from aiter_norm_guard.guard import registry
+    from aiter_norm_guard import _state
     from aiter_norm_guard.install.patcher import PATCHER
 
-    before = (len(registry._GUARDS), len(PATCHER._records))
+    before = (len(_state.GUARDS), len(PATCHER._records))
     fn = rmsnorm.__dict__["forward_aiter"]
     for _ in range(50):
         aiter_norm_guard.uninstall()
         aiter_norm_guard.install(force=True)
-    assert (len(registry._GUARDS), len(PATCHER._records)) == before
+    assert (len(_state.GUARDS), len(PATCHER._records)) == before
     assert rmsnorm.__dict__["forward_aiter"] is fn
 
 

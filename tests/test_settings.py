@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
+from aiter_norm_guard import _state
 from aiter_norm_guard.bootstrap import settings
 from conftest import run_python
 
 
 def test_read_never_returns_the_guards_own_write(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(settings.ENABLE_VAR, raising=False)
-    monkeypatch.setattr(settings, "_written", {})
+    monkeypatch.setattr(_state, "WRITTEN_ENV", {})
     settings.enable_for_children()
     assert os.environ[settings.ENABLE_VAR] == "1"
     assert settings.read(settings.ENABLE_VAR) is None  # the user set nothing
@@ -26,7 +27,7 @@ def test_read_never_returns_the_guards_own_write(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize("value", ["1", "on", "0", "OFF", "disable", "ture"])
 def test_an_explicit_value_is_never_overwritten(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(settings.ENABLE_VAR, value)
-    monkeypatch.setattr(settings, "_written", {})
+    monkeypatch.setattr(_state, "WRITTEN_ENV", {})
     settings.enable_for_children()
     settings.restore_for_children()
     assert os.environ[settings.ENABLE_VAR] == value and settings.read(settings.ENABLE_VAR) == value
@@ -34,7 +35,7 @@ def test_an_explicit_value_is_never_overwritten(value: str, monkeypatch: pytest.
 
 def test_an_empty_value_is_written_and_given_back_empty(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(settings.ENABLE_VAR, " ")
-    monkeypatch.setattr(settings, "_written", {})
+    monkeypatch.setattr(_state, "WRITTEN_ENV", {})
     settings.enable_for_children()
     assert os.environ[settings.ENABLE_VAR] == "1"
     settings.restore_for_children()
@@ -55,7 +56,7 @@ print(subprocess.run([sys.executable, "-P", "-c", child], capture_output=True, t
 
 def test_restore_leaves_a_value_someone_else_set_since(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(settings.ENABLE_VAR, raising=False)
-    monkeypatch.setattr(settings, "_written", {})
+    monkeypatch.setattr(_state, "WRITTEN_ENV", {})
     settings.enable_for_children()
     os.environ[settings.ENABLE_VAR] = "0"  # the user changed their mind
     settings.restore_for_children()
@@ -65,9 +66,8 @@ def test_restore_leaves_a_value_someone_else_set_since(monkeypatch: pytest.Monke
 def test_unknown_values_warn_once_naming_the_accepted_ones(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aiter_norm_guard import _log
 
-    monkeypatch.setattr(_log, "_seen", set())
+    monkeypatch.setattr(_state, "LOGGED", set())
     with caplog.at_level(logging.WARNING, logger="aiter_norm_guard"):
         for _ in range(3):
             flag = settings.parse_flag(settings.ENABLE_VAR, "ture", True, "unset")

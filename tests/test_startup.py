@@ -184,10 +184,10 @@ PLUGIN_CODE = """
 import json, os, sys
 switch = os.environ.get("AITER_NORM_GUARD")
 os.environ["AITER_NORM_GUARD"] = "0"  # the emulation is part of the package: its import must not be the install
-from aiter_norm_guard.bootstrap import api
+from aiter_norm_guard import _state
 from aiter_norm_guard.emulation import EmulatedRocm
 os.environ.pop("AITER_NORM_GUARD") if switch is None else os.environ.__setitem__("AITER_NORM_GUARD", switch)
-api.SOURCES.clear(); api._last_flag.clear()
+_state.SOURCES.clear(); _state.LAST_FLAG.clear()
 EmulatedRocm().activate()  # a ROCm host from the start, as on a real one (sglang caches is_hip())
 from sglang.srt.plugins import load_plugins
 load_plugins()

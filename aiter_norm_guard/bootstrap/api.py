@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from aiter_norm_guard import _state
 from aiter_norm_guard._fork import ForkSafeLock
 from aiter_norm_guard._log import contained, log_once
 from aiter_norm_guard.bootstrap import settings, startup
@@ -15,8 +16,6 @@ from aiter_norm_guard.install import hooks
 from aiter_norm_guard.install.patcher import PATCHER
 
 #: How the guard got into this process, in order: import, env-bootstrap, sglang-plugin, api, cli.
-SOURCES: list[str] = []
-_last_flag: list[settings.Flag] = []
 _lock = ForkSafeLock()
 
 
@@ -28,13 +27,13 @@ def activate(source: str, force: bool = False) -> bool:
     (``cli``) installs nothing here: each command decides.  Returns whether the guard is installed.
     """
     with _lock:
-        if source not in SOURCES:
-            SOURCES.append(source)
+        if source not in _state.SOURCES:
+            _state.SOURCES.append(source)
     if source == "cli":
         return False
     flag = settings.enabled()
     with _lock:
-        _last_flag[:] = [flag]
+        _state.LAST_FLAG[:] = [flag]
     if not (flag.value or force):
         log_once("disabled", logging.INFO, "aiter_norm_guard: disabled (%s)", flag.reason)
         return False
@@ -95,7 +94,7 @@ def sglang_info() -> dict[str, Any]:
 
 
 def _flag() -> dict[str, Any]:
-    flag = _last_flag[0] if _last_flag else settings.enabled()
+    flag = _state.LAST_FLAG[0] if _state.LAST_FLAG else settings.enabled()
     return {"enabled": flag.value, "reason": flag.reason}
 
 
@@ -104,7 +103,7 @@ def _flag() -> dict[str, Any]:
 _SECTIONS: tuple[tuple[str, Callable[[], Any], Any], ...] = (
     ("switch", lambda: _flag(), {"enabled": None, "reason": None}),
     ("installed", lambda: PATCHER.wanted, None),
-    ("sources", lambda: list(SOURCES), []),
+    ("sources", lambda: list(_state.SOURCES), []),
     ("row_strided", lambda: PATCHER.allow_row_stride, None),
     ("hooks", lambda: hooks.state(), {"mechanism": None, "watched": {}}),
     ("sglang", lambda: sglang_info(), {"installed": None, "version": None, "location": None}),

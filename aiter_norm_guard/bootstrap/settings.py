@@ -12,6 +12,7 @@ import os
 import sys
 from typing import NamedTuple
 
+from aiter_norm_guard import _state
 from aiter_norm_guard._log import log_once
 
 ENABLE_VAR = "AITER_NORM_GUARD"
@@ -19,7 +20,6 @@ ROW_STRIDE_VAR = "AITER_NORM_GUARD_ROW_STRIDED"
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 #: name -> (the value before the guard wrote, the value it wrote)
-_written: dict[str, tuple[str | None, str]] = {}
 
 
 class Flag(NamedTuple):
@@ -75,7 +75,7 @@ def read(name: str) -> str | None:
         raw = os.environ.get(name)
     except Exception:  # an unreadable environment must not break the host
         return None
-    before, ours = _written.get(name, (None, None))
+    before, ours = _state.WRITTEN_ENV.get(name, (None, None))
     return before if ours is not None and raw == ours else raw
 
 
@@ -100,7 +100,7 @@ def enable_for_children() -> None:
         raw = os.environ.get(ENABLE_VAR)
         if raw is not None and raw.strip():
             return
-        _written.setdefault(ENABLE_VAR, (raw, "1"))
+        _state.WRITTEN_ENV.setdefault(ENABLE_VAR, (raw, "1"))
         os.environ[ENABLE_VAR] = "1"
     except Exception:
         pass
@@ -109,7 +109,7 @@ def enable_for_children() -> None:
 def restore_for_children() -> None:
     """Undo :func:`enable_for_children` if the value is still the one the guard wrote."""
     try:
-        before, ours = _written.pop(ENABLE_VAR, (None, None))
+        before, ours = _state.WRITTEN_ENV.pop(ENABLE_VAR, (None, None))
         if ours is None or os.environ.get(ENABLE_VAR) != ours:
             return
         if before is None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from aiter_norm_guard import _state
 from aiter_norm_guard.guard.checks import own_failure, record
 from aiter_norm_guard.guard.fallbacks import FALLBACKS, pool_of
 from aiter_norm_guard.guard.layout import GUARD_ERROR
@@ -41,16 +42,17 @@ SCALES = "k / v scales not one float32 each on the host (the kernel dereferences
 POOL = "a KV pool whose store maps slots itself: the kernel writes at the raw out_cache_loc"
 #: The pool store the kernel's addressing reproduces: row ``loc`` of the buffer ``get_kv_buffer`` returns.
 DIRECT_STORE = "MHATokenToKVPool.set_kv_buffer"
-_direct: dict[type, bool] = {}
 
 
 def direct_store(pool: Any) -> bool:
     """Whether ``pool`` stores K / V at row ``loc`` of its buffers, as the kernel writes them (decided once per
     pool type: sglang's ``MHATokenToKVPool`` store, not overridden)."""
     kind = type(pool)
-    found = _direct.get(kind)
+    found = _state.DIRECT_STORES.get(kind)
     if found is None:
-        found = _direct[kind] = getattr(getattr(kind, "set_kv_buffer", None), "__qualname__", "") == DIRECT_STORE
+        found = _state.DIRECT_STORES[kind] = (
+            getattr(getattr(kind, "set_kv_buffer", None), "__qualname__", "") == DIRECT_STORE
+        )
     return found
 
 

@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any
 
-from aiter_norm_guard import _log
+from aiter_norm_guard import _log, _state
 from aiter_norm_guard._fork import ForkSafeLock, after_fork
 from aiter_norm_guard._log import contained, log_once
 
@@ -33,9 +33,7 @@ MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
 EAGER, COMPILED, CAPTURED = "eager", "compiled", "captured"  #: the ``mode`` label's values
 OP_NAMESPACE, OP_NAME = "aiter_norm_guard", "intervened"
 
-_counts: dict[tuple[str, str, str], int] = {}
 _lock = ForkSafeLock()
-_counter: list[Any] = []  # [Counter] once made, [None] when there is none to make in this process
 
 
 @contained("interventions-record", "an intervention went uncounted")  # counting must never break a call
@@ -44,9 +42,9 @@ def record(entry: str, reason: str, mode: str | None = None) -> None:
     module's doc; None: ``captured`` while this thread's CUDA stream is capturing a graph, else ``eager``."""
     key = (str(entry), str(reason), str(mode or _eager_mode()))
     with _lock:
-        first = key not in _counts
-        _counts[key] = _counts.get(key, 0) + 1
-        counter = _counter[0] if _counter else _make_counter()
+        first = key not in _state.COUNTS
+        _state.COUNTS[key] = _state.COUNTS.get(key, 0) + 1
+        counter = _state.COUNTER[0] if _state.COUNTER else _make_counter()
     if first:
         log_once(
             f"{LOG_KEY}{key[0]}:{key[1]}:{key[2]}",
@@ -61,7 +59,7 @@ def record(entry: str, reason: str, mode: str | None = None) -> None:
 def snapshot() -> list[dict[str, Any]]:
     """This process's counts: ``[{"entry", "reason", "count", "mode"}, ...]``, sorted."""
     with _lock:
-        items = sorted(_counts.items())
+        items = sorted(_state.COUNTS.items())
     return [{"entry": e, "reason": r, "count": n, "mode": m} for (e, r, m), n in items]
 
 
@@ -81,16 +79,13 @@ def _counted_by_the_graph(entry: str, reason: str) -> None:
     record(entry, reason, CAPTURED if _eager_mode() == CAPTURED else COMPILED)
 
 
-_op: list[Any] = []  # [OpOverload] once made, [None] where this torch cannot make one
-
-
 def traced_op() -> Any:
     """``torch.ops.aiter_norm_guard.intervened.default(entry, reason)``: what the guard's ``record`` puts
     in a ``torch.compile`` trace, so the compiled graph counts each call it runs (see the module's doc).
     A custom op with no tensors, marked side-effecting so no pass removes it; made once per process,
     before any trace (the guard makes it on import); None where this torch cannot make one."""
-    if _op:
-        return _op[0]
+    if _state.TRACED_OP:
+        return _state.TRACED_OP[0]
     op = None
     try:
         import torch
@@ -99,7 +94,7 @@ def traced_op() -> Any:
         if not hasattr(ns, OP_NAME):  # (a reloaded module reuses the op: its body looks this module up)
             made = torch.library.custom_op(f"{OP_NAMESPACE}::{OP_NAME}", _op_body, mutates_args=())
             made.register_fake(_no_count)  # tracing counts nothing: the graph counts when it runs
-            _libs.append(made)
+            _state.OP_LIBRARIES.append(made)
         op = getattr(ns, OP_NAME).default
         try:
             torch.fx.node.has_side_effect(op)  # no dead-code elimination of an op without outputs
@@ -113,11 +108,8 @@ def traced_op() -> Any:
             type(exc).__name__,
             exc,
         )
-    _op[:] = [op]
+    _state.TRACED_OP[:] = [op]
     return op
-
-
-_libs: list[Any] = []  # keeps the op's library alive
 
 
 def _op_body(entry: str, reason: str) -> None:
@@ -131,7 +123,7 @@ def _no_count(entry: str, reason: str) -> None:
 def reset() -> None:
     """Forget the counts of this process (tests); the Prometheus counter, once made, is kept."""
     with _lock:
-        _counts.clear()
+        _state.COUNTS.clear()
 
 
 LOG_KEY = "intervention:"  #: the once-log's keys of first interventions
@@ -140,7 +132,7 @@ LOG_KEY = "intervention:"  #: the once-log's keys of first interventions
 def _after_fork_in_child() -> None:
     """A forked child counts its own interventions, from zero, and logs its own first of each kind
     (the parent's once-log is not the child's); ``_lock`` is made anew there by itself."""
-    _counts.clear()
+    _state.COUNTS.clear()
     _log.forget(LOG_KEY)
 
 
@@ -175,7 +167,7 @@ def _make_counter() -> Any:
                 exc,
             )
             counter = None
-    _counter[:] = [counter]
+    _state.COUNTER[:] = [counter]
     return counter
 
 

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from aiter_norm_guard import _state
 from aiter_norm_guard._fork import ForkSafeLock
 
 
@@ -21,7 +22,6 @@ class Guarded(Protocol):
     enabled: bool
 
 
-_GUARDS: dict[int, tuple[weakref.ref[Any], Guarded]] = {}
 _lock = ForkSafeLock()
 
 
@@ -32,18 +32,18 @@ def register(fn: Callable[..., Any], guard: Guarded) -> None:
     # last reference to another registered function, whose own ``forget`` then takes the lock.
     def forget(ref: weakref.ref[Any], key: int = key) -> None:
         with _lock:
-            gone = _GUARDS.pop(key) if _GUARDS.get(key, (None,))[0] is ref else None
+            gone = _state.GUARDS.pop(key) if _state.GUARDS.get(key, (None,))[0] is ref else None
         del gone
 
     with _lock:
-        replaced = _GUARDS.get(key)
-        _GUARDS[key] = (weakref.ref(fn, forget), guard)
+        replaced = _state.GUARDS.get(key)
+        _state.GUARDS[key] = (weakref.ref(fn, forget), guard)
     del replaced
 
 
 def guard_of(fn: Any) -> Any:
     """The guard behind a function built by this package (that very object), else None."""
-    entry = _GUARDS.get(id(fn))
+    entry = _state.GUARDS.get(id(fn))
     return entry[1] if entry is not None and entry[0]() is fn else None
 
 

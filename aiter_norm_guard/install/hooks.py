@@ -19,7 +19,7 @@ finder and fires the hook again.  A hook that raises would fail the host's impor
 is wrapped never to raise (:func:`safe`).
 
 State, in plain sight: ``wrapt.importer._post_import_hooks[name]`` holds the hook between two
-executions of ``name``; :data:`WATCHED` says what each name's hook fires on; :func:`state` reports
+executions of ``name``; :data:`_state.WATCHED` says what each name's hook fires on; :func:`state` reports
 both for ``status()``.
 
 Limits:
@@ -29,7 +29,7 @@ Limits:
   is not seen.
 - The registry and its lock are wrapt's private names (the same, with hooks popped and called
   outside the lock, from 1.14 to 2.5.2, read here).  A wrapt without them (checked at run time):
-  the hook fires on the first import only, and :data:`WATCHED` and ``doctor`` say so.
+  the hook fires on the first import only, and :data:`_state.WATCHED` and ``doctor`` say so.
 - On a reload wrapt's finder answers with the module's current ``__spec__`` (``importlib.util.find_spec``
   returns it for a module in ``sys.modules``): the module is executed again from the same
   location, its source read afresh.
@@ -46,6 +46,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from aiter_norm_guard import _state
 from aiter_norm_guard._log import contained, log_once
 
 Callback = Callable[[types.ModuleType], object]
@@ -54,7 +55,6 @@ EVERY_EXECUTION = "import, reload, fresh import"
 FIRST_IMPORT = "first import only (this wrapt has no post-import hook registry to re-arm)"
 
 #: Each watched module name and what its hook fires on in this process (EVERY_EXECUTION or FIRST_IMPORT).
-WATCHED: dict[str, str] = {}
 
 
 def safe(module_name: str, callback: Callback) -> Callable[[types.ModuleType], None]:
@@ -99,7 +99,7 @@ def when_imported(module_name: str, callback: Callback) -> None:
                     if hook not in hooks:
                         hooks.append(hook)
             except Exception:  # a registry of another shape: first import only, said once
-                WATCHED[module_name] = FIRST_IMPORT
+                _state.WATCHED[module_name] = FIRST_IMPORT
                 log_once(
                     f"rearm-failed:{module_name}",
                     logging.WARNING,
@@ -109,7 +109,7 @@ def when_imported(module_name: str, callback: Callback) -> None:
                 )
         run(module)
 
-    WATCHED[module_name] = fires_on(importer)
+    _state.WATCHED[module_name] = fires_on(importer)
     wrapt.register_post_import_hook(hook, module_name)
 
 
@@ -119,10 +119,10 @@ def state() -> dict[str, Any]:
         import wrapt
         from wrapt import importer
     except Exception as exc:
-        return {"mechanism": None, "watched": dict(WATCHED), "error": f"wrapt is not importable: {exc!r}"}
+        return {"mechanism": None, "watched": dict(_state.WATCHED), "error": f"wrapt is not importable: {exc!r}"}
     filed = (_registry(importer) or ({}, None))[0]
     return {
         "mechanism": f"wrapt {getattr(wrapt, '__version__', '?')} post-import hooks",
-        "watched": dict(WATCHED),
-        "armed": sorted(name for name in WATCHED if filed.get(name)),
+        "watched": dict(_state.WATCHED),
+        "armed": sorted(name for name in _state.WATCHED if filed.get(name)),
     }

@@ -120,3 +120,15 @@ def test_triton_quant_a_host_tensor_anywhere_is_a_clear_error(where: str, kernel
     with pytest.raises(ValueError, match="host tensor"):
         guarded(*args)
     assert kernels.calls == []
+
+
+def test_a_declared_group_the_signature_lacks_is_refused_at_patch_time() -> None:
+    """A quant whose signature has no ``inp2_weight`` (a release that renamed it) is not guarded as a one-group
+    entry: the patcher says it could not patch it, and sglang stays as it was."""
+
+    def fused_rms_fp8_group_quant(inp1: Any, inp1_weight: Any, inp1_epsilon: float, inp2: Any = None) -> Any:
+        return inp1
+
+    target = next(t for t in TRITON_QUANT if t.attribute == "fused_rms_fp8_group_quant")
+    with pytest.raises(LookupError, match="lacks a parameter"):
+        Guard(fused_rms_fp8_group_quant, target)

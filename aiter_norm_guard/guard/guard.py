@@ -68,6 +68,8 @@ class Guard(EntryGuard):
         self.groups = tuple(
             g for g in f.groups if g.rows in names and all(v.name in names for v in g.vectors if isinstance(v, Param))
         )
+        if len(self.groups) < len(f.groups) and not takes_any(self.sig):  # a declaration that names no parameter
+            raise LookupError(f"{target.name}{self.sig} lacks a parameter of {set(f.groups) - set(self.groups)}")
         self.group_index = tuple(
             (names.index(g.rows), tuple(names.index(v.name) if isinstance(v, Param) else v.names for v in g.vectors))
             for g in self.groups
@@ -85,7 +87,7 @@ class Guard(EntryGuard):
             self._fallback_fn = FALLBACKS[target.fallback]
 
     def _checks(self, n: Any) -> tuple[Checks, Checks]:
-        up, several = self.upstream, len(self.groups)
+        up, several = self.upstream, len(self.target.feed.groups)  # as declared, whatever a wrapper hides
         alone, with_rows = (up.alone, up.with_rows) if up else ((), ())
         row_stride = self.allow_row_stride
         return checks(n, alone, False, row_stride, several), checks(n, with_rows, True, row_stride, several)
@@ -170,7 +172,7 @@ class Guard(EntryGuard):
         """With several groups, their weight parameters that the kernel reads one element apart, each a
         contiguous copy where it is strided: one ``n``-element copy makes the kernel exact (the values tuple
         itself where none is)."""
-        if len(self.group_index) < 2 or not self.needs.weight_contiguous:
+        if len(self.target.feed.groups) < 2 or not self.needs.weight_contiguous:
             return values
         weights = {i for _, specs in self.group_index for i in specs if isinstance(i, int)}
         strided = [i for i in weights if isinstance(values[i], Tensor) and not values[i].is_contiguous()]
@@ -226,7 +228,13 @@ class Guard(EntryGuard):
         ns: dict[str, Any] = {"_original": self.original, "_slow": self.slow, "_record": lean_record}
         ns.update(_no_keywords={}, _guard=self)  # as EntryGuard.compile gives them
         lean = None
-        if self.is_method and not f.keep_rank and isinstance(self.target.fallback, Native) and len(self.groups) == 1:
+        if (
+            self.is_method
+            and not f.keep_rank
+            and not f.kernel_dtypes  # other dtypes take the release's native path: the slow path sees them
+            and isinstance(self.target.fallback, Native)
+            and len(f.groups) == 1
+        ):
             lean = " and _guard.enabled"  # uninstalled: the caller's own layout goes to sglang unchanged
             for r, _ in self.instance_routes:  # a module on an instance route: the slow path
                 state = " and ".join(f"{self.self_name}.__dict__.get({a!r})" for a in r.instance)

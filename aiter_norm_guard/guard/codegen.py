@@ -49,13 +49,15 @@ def weight_lookup(var: str, spec: Param | Attr, self_name: str | None) -> list[s
     return lines
 
 
-def _layout(t: str, mode: str, row_strided: bool = False) -> list[str]:
-    """``t``'s own layout under ``mode`` (``row_strided``: rows through stride(0) too; reads ``_n``)."""
+def _layout(t: str, mode: str, row_strided: bool = False, contiguous_first: bool = False) -> list[str]:
+    """``t``'s own layout under ``mode`` (``row_strided``: rows through stride(0) too; reads ``_n``).
+    ``contiguous_first``: the common case is contiguous, which ``is_contiguous()`` (~60 ns) answers
+    before ``stride()`` (~120 ns) is read."""
     if mode == X_ROWS:
         strided = f" or ({t}.stride(1) == 1 and {t}.stride(0) >= _n)" if row_strided else ""
         return [f"({t}.is_contiguous(){strided})" if strided else f"{t}.is_contiguous()"]
     if mode == X_UNIT_LAST:
-        return [f"{t}.stride(-1) == 1"]
+        return [f"({t}.is_contiguous() or {t}.stride()[-1] == 1)" if contiguous_first else f"{t}.stride()[-1] == 1"]
     if mode == X_CONTIGUOUS:
         return [f"{t}.is_contiguous()"]
     return [f"0 not in {t}.stride()"] if mode == X_POSITIVE else []
@@ -66,7 +68,7 @@ def _x_conditions(x: str, c: Checks, hidden: str | None) -> list[str]:
     out = ["len(_s) == 2", "(_n := _s[1])"] if c.rank2 else ["_s", "(_n := _s[-1])"]
     if hidden is not None:
         out.append(f"_n == {hidden}")
-    out += _layout(x, c.x, c.row_strided)
+    out += _layout(x, c.x, c.row_strided, contiguous_first=c.reshape)  # one group: x is mostly contiguous
     if c.nonempty and ZERO_ROWS not in c.exits:
         out.append("_s[0]" if c.rank2 else "0 not in _s")
     elif c.nonempty and not c.rank2:  # the release returns early when shape[0] == 0

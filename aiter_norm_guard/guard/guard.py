@@ -26,7 +26,7 @@ from aiter_norm_guard.guard.checks import own_failure, record, tensor_attr
 from aiter_norm_guard.guard.fallbacks import FALLBACKS, pad_like_release
 from aiter_norm_guard.guard.registry import EntryGuard, guard_of, original_of
 from aiter_norm_guard.guard.signature import POSITIONAL, entry_signature, takes_any
-from aiter_norm_guard.kernels.needs import ALL, ROWS_LAYOUT, SAME_ROWS, Checks, checks, needs
+from aiter_norm_guard.kernels.needs import ROWS_LAYOUT, SAME_ROWS, Checks, Needs, checks, named, needs
 from aiter_norm_guard.targets import Attr, Native, Param, Route
 
 Tensor = torch.Tensor
@@ -86,7 +86,7 @@ class Guard(EntryGuard):
         else:
             self._fallback_fn = FALLBACKS[target.fallback]
 
-    def _checks(self, n: Any) -> tuple[Checks, Checks]:
+    def _checks(self, n: Needs) -> tuple[Checks, Checks]:
         up, several = self.upstream, len(self.target.feed.groups)  # as declared, whatever a wrapper hides
         alone, with_rows = (up.alone, up.with_rows) if up else ((), ())
         row_stride = self.allow_row_stride
@@ -211,8 +211,7 @@ class Guard(EntryGuard):
     def per_call_checks(self) -> list[str]:
         """What this guard checks per call (the contract's needs the release does not meet itself); where
         a wrapper hides the residual, the checks that need it are marked unseen."""
-        named = {*self.alone.names(), *self.with_rows.names()}
-        checks = [name for name in ALL if name in named]
+        checks = list(named(self.alone, self.with_rows))
         if self.unseen:
             checks = [f"{c} (unseen: {', '.join(self.unseen)})" if c in (ROWS_LAYOUT, SAME_ROWS) else c for c in checks]
         return checks

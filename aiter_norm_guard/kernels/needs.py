@@ -56,20 +56,6 @@ class Needs(NamedTuple):
     positive_strides: bool = False  # under ANY: strides assumed positive (Triton's tl.assume): no expanded rows
     rows_dtype: bool = True  # the other row tensors are read as the activation's dtype (Triton: their own)
 
-    def names(self) -> tuple[str, ...]:
-        """The requirements by name, in :data:`ALL`'s order (weight length: always)."""
-        on = {
-            X_LAYOUT: self.layout != ANY,
-            ROWS_LAYOUT: self.layout != ANY,
-            SAME_ROWS: self.same_rows,
-            ZERO_ROWS: self.nonempty,
-            WEIGHT_DTYPE: self.weight_dtype,
-            WEIGHT_LENGTH: True,
-            WEIGHT_STRIDE: self.weight_contiguous,
-            HOST: self.device,
-        }
-        return tuple(name for name in ALL if on[name])
-
 
 def _layout(kernel: Kernel) -> str:
     pitches = {r.pitch for _, r in kernel.rows}
@@ -188,8 +174,10 @@ def still_needed(
 ) -> tuple[str, ...]:
     """The requirements a caller still checks when the release already does ``alone`` (calls without a
     residual) and ``with_rows`` (calls with one) itself: those of either kind of call."""
-    named = {
-        *checks(needs, alone, False, groups=groups).names(),
-        *checks(needs, with_rows, True, groups=groups).names(),
-    }
-    return tuple(name for name in ALL if name in named)
+    return named(checks(needs, alone, False, groups=groups), checks(needs, with_rows, True, groups=groups))
+
+
+def named(*kinds: Checks) -> tuple[str, ...]:
+    """The requirements checked for any of these kinds of call, by name, in :data:`ALL`'s order."""
+    on = {name for c in kinds for name in c.names()}
+    return tuple(name for name in ALL if name in on)
